@@ -1,0 +1,151 @@
+"""The audit logger: every security-relevant operation goes to the database and to AUDIT_LOG_FILE (JSONL)."""
+
+import json
+import logging
+import os
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+from .models import AuditEvent
+
+logger = logging.getLogger(__name__)
+_file_lock = threading.Lock()
+
+ACTOR_MANAGEMENT_API = "management_api"
+ACTOR_SYSTEM = "system"
+
+
+@dataclass
+class AuditContext:
+    """Who did something and through which request; built once per request by the entry point."""
+
+    actor: str = ACTOR_SYSTEM
+    request_id: str = ""
+    correlation_id: str = ""
+    client_ip: str = ""
+    method: str = ""
+    path: str = ""
+    user_agent: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_request(cls, request, actor: str = ACTOR_MANAGEMENT_API) -> "AuditContext":
+        meta = request.META
+        extra = {}
+        if meta.get("HTTP_X_FORWARDED_REFERER"):
+            extra["referer"] = meta["HTTP_X_FORWARDED_REFERER"]
+        if meta.get("HTTP_X_ADMIN_ORIGIN") == "1":
+            extra["origin"] = "admin-ui"
+        return cls(
+            actor=actor,
+            request_id=getattr(request, "request_id", "") or meta.get("HTTP_X_REQUEST_ID", ""),
+            correlation_id=getattr(request, "correlation_id", ""),
+            client_ip=client_ip(meta),
+            method=request.method or "",
+            path=request.path,
+            user_agent=meta.get("HTTP_X_FORWARDED_USER_AGENT") or meta.get("HTTP_USER_AGENT", ""),
+            extra=extra,
+        )
+
+
+def client_ip(meta: dict) -> str:
+    """First X-Forwarded-For entry, then X-Real-IP, then the peer address (reference §8.2)."""
+    forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded.strip():
+        return forwarded.split(",")[0].strip()
+    return meta.get("HTTP_X_REAL_IP", "").strip() or meta.get("REMOTE_ADDR", "") or ""
+
+
+def obfuscate_id(value: str) -> str:
+    """The reference's generic obfuscation for ids in audit details: first 8 + ... + last 4."""
+    value = str(value)
+    return value if len(value) <= 12 else value[:8] + "..." + value[-4:]
+
+
+def audit_log(
+    action: str,
+    outcome: str,
+    ctx: AuditContext | None = None,
+    *,
+    project_id: str = "",
+    token_id: str = "",
+    reason: str = "",
+    details: dict | None = None,
+) -> AuditEvent | None:
+    """Record one audit event (database row and JSONL line). Never raises: auditing must not break the operation."""
+    if not settings.AUDIT_ENABLED:
+        return None
+    ctx = ctx or AuditContext()
+    meta = {**ctx.extra, **(details or {})}
+    if ctx.method:
+        meta.setdefault("http_method", ctx.method)
+    if ctx.path:
+        meta.setdefault("endpoint", ctx.path)
+    if ctx.user_agent:
+        meta.setdefault("user_agent", ctx.user_agent)
+    event = AuditEvent(
+        id=uuid.uuid4(),
+        timestamp=timezone.now(),
+        action=action,
+        actor=ctx.actor,
+        project_id=str(project_id or ""),
+        request_id=ctx.request_id,
+        correlation_id=ctx.correlation_id,
+        client_ip=ctx.client_ip,
+        method=ctx.method,
+        path=ctx.path[:2048],
+        user_agent=ctx.user_agent[:1024],
+        outcome=outcome,
+        reason=reason or str(meta.get("error", "") or meta.get("reason", "")),
+        token_id=str(token_id or ""),
+        metadata=meta,
+    )
+    _append_to_file(event)
+    if settings.AUDIT_STORE_IN_DB:
+        try:
+            event.save(force_insert=True)
+        except Exception:
+            logger.warning("audit event %s could not be stored in the database", action, exc_info=True)
+    return event
+
+
+async def aaudit_log(*args, **kwargs) -> AuditEvent | None:
+    return await sync_to_async(audit_log)(*args, **kwargs)
+
+
+def event_as_json(event: AuditEvent) -> dict:
+    """The reference's JSONL line (§8.1)."""
+    line = {
+        "timestamp": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "action": event.action,
+        "actor": event.actor,
+        "result": event.outcome,
+    }
+    for key in ("project_id", "request_id", "correlation_id", "client_ip"):
+        if getattr(event, key):
+            line[key] = getattr(event, key)
+    if event.metadata:
+        line["details"] = event.metadata
+    return line
+
+
+def _append_to_file(event: AuditEvent) -> None:
+    path = settings.AUDIT_LOG_FILE
+    if not path:
+        return
+    try:
+        if settings.AUDIT_CREATE_DIR:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(event_as_json(event), default=str) + "\n"
+        with _file_lock, open(path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        logger.warning("audit log file %s is not writable", path, exc_info=True)

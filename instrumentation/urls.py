@@ -1,0 +1,1 @@
+urlpatterns: list = []  # METRICS_PATH and METRICS_PATH/prometheus

@@ -1,0 +1,1 @@
+urlpatterns: list = []  # /manage/* routes (management API)

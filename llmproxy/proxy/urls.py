@@ -1,0 +1,1 @@
+urlpatterns: list = []  # /v1/* (the proxy view)

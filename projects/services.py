@@ -1,0 +1,112 @@
+"""State changes on projects, shared by the management API, the admin and commands. Each one is audited."""
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from audit.logger import AuditContext, audit_log
+from llmproxy.proxy import invalidation
+from tokens.services import tokens_revoke_for_project
+
+from .models import Project
+
+MAX_NAME_LENGTH = 255
+MAX_KEY_LENGTH = 4096
+
+
+class ProjectError(Exception):
+    """A request the caller must fix; `status` is the HTTP status the API answers with."""
+
+    def __init__(self, message: str, *, status: int = 400, audit_reason: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.audit_reason = audit_reason or message
+
+
+def validate_api_key(api_key: str) -> None:
+    if "..." in api_key or "****" in api_key:
+        raise ProjectError("cannot save obfuscated API key - please provide the full API key")
+    if len(api_key) > MAX_KEY_LENGTH:
+        raise ProjectError(f"api_key must be at most {MAX_KEY_LENGTH} characters")
+
+
+def validate_name(name: str) -> None:
+    if len(name) > MAX_NAME_LENGTH:
+        raise ProjectError(f"name must be at most {MAX_NAME_LENGTH} characters")
+
+
+@transaction.atomic
+def project_create(*, name: str, api_key: str, ctx: AuditContext | None = None) -> Project:
+    """Create an active project holding `api_key` (encrypted)."""
+    if not name or not api_key:
+        raise ProjectError("name and api_key are required", audit_reason="missing required fields")
+    validate_name(name)
+    validate_api_key(api_key)
+    now = timezone.now()
+    project = Project(name=name, created_at=now, updated_at=now)
+    project.set_api_key(api_key)
+    try:
+        with transaction.atomic():
+            project.save(force_insert=True)
+    except IntegrityError:
+        raise ProjectError("a project with this name already exists", status=409) from None
+    audit_log("project.create", "success", ctx, project_id=project.id, details={"project_name": name})
+    return project
+
+
+@transaction.atomic
+def project_update(
+    *,
+    project: Project,
+    name: str | None = None,
+    api_key: str | None = None,
+    is_active: bool | None = None,
+    revoke_tokens: bool = False,
+    ctx: AuditContext | None = None,
+) -> tuple[Project, int]:
+    """Apply the given changes; deactivating with `revoke_tokens` also revokes the project's active tokens.
+
+    Returns the project and how many tokens were revoked.
+    """
+    if revoke_tokens and is_active is not False:
+        raise ProjectError("revoke_tokens requires is_active=false")
+    updated: list[str] = []
+    if name is not None and name != project.name:
+        validate_name(name)
+        if not name:
+            raise ProjectError("name must not be empty")
+        project.name = name
+        updated.append("name")
+    if api_key:  # an empty key means "unchanged", as in the reference
+        validate_api_key(api_key)
+        project.set_api_key(api_key)
+        updated.append("api_key")
+    flipped_off = False
+    if is_active is not None and is_active != project.is_active:
+        project.is_active = is_active
+        project.deactivated_at = None if is_active else timezone.now()
+        flipped_off = not is_active
+        updated += ["is_active", "deactivated_at"]
+    project.updated_at = timezone.now()
+    try:
+        with transaction.atomic():
+            project.save()
+    except IntegrityError:
+        raise ProjectError("a project with this name already exists", status=409) from None
+    revoked = tokens_revoke_for_project(project=project, ctx=ctx, audit=False)[0] if flipped_off and revoke_tokens else 0
+    details = {"updated_fields": updated, "project_name": project.name}
+    if revoke_tokens:
+        details["tokens_revoked"] = revoked
+    audit_log("project.update", "success", ctx, project_id=project.id, details=details)
+    if "api_key" in updated or "is_active" in updated:
+        transaction.on_commit(lambda: invalidation.project_changed(str(project.id)))
+    return project, revoked
+
+
+def project_deactivate(*, project: Project, revoke_tokens: bool = False, ctx: AuditContext | None = None) -> int:
+    """Deactivate a project (optionally revoking its tokens); returns the number of tokens revoked."""
+    return project_update(project=project, is_active=False, revoke_tokens=revoke_tokens, ctx=ctx)[1]
+
+
+def project_activate(*, project: Project, ctx: AuditContext | None = None) -> Project:
+    return project_update(project=project, is_active=True, ctx=ctx)[0]

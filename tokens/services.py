@@ -1,0 +1,116 @@
+"""State changes on proxy tokens, shared by the management API, the admin and commands. Each one is audited."""
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from audit.logger import AuditContext, audit_log, obfuscate_id
+from llmproxy.proxy import invalidation
+
+from .models import Token, generate_token
+
+MAX_DURATION_MINUTES = 525600
+
+
+class TokenError(Exception):
+    """A request the caller must fix; `status` and `code` shape the API's answer."""
+
+    def __init__(self, message: str, *, status: int = 400, code: str = "", audit_reason: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.audit_reason = audit_reason or message
+
+
+@transaction.atomic
+def token_create(*, project, duration_minutes: int, max_requests: int | None = None, ctx: AuditContext | None = None):
+    """Mint a token for an active project. Returns (token row, the secret): the secret exists only here."""
+    if duration_minutes > MAX_DURATION_MINUTES:
+        raise TokenError("duration_minutes exceeds maximum allowed", audit_reason="duration exceeds maximum")
+    if duration_minutes <= 0:
+        raise TokenError("project_id and duration_minutes are required", audit_reason="missing duration_minutes")
+    if max_requests is not None and max_requests < 0:
+        raise TokenError("max_requests must be >= 0")
+    if not project.is_active:
+        audit_log(
+            "token.create", "failure", ctx, project_id=project.id,
+            details={"error_type": "project_inactive", "reason": "project is inactive"},
+        )
+        raise TokenError("cannot create tokens for inactive projects", status=403, code="project_inactive")
+    secret = generate_token()
+    token = Token(project=project, expires_at=timezone.now() + timedelta(minutes=duration_minutes))
+    token.max_requests = max_requests or None
+    token.set_secret(secret)
+    token.save(force_insert=True)
+    details = {
+        "token_id": obfuscate_id(token.id),
+        "duration_minutes": duration_minutes,
+        "expires_at": token.expires_at.isoformat(),
+    }
+    if token.max_requests:
+        details["max_requests"] = token.max_requests
+    audit_log("token.create", "success", ctx, project_id=project.id, token_id=str(token.id), details=details)
+    return token, secret
+
+
+@transaction.atomic
+def token_update(
+    *, token: Token, is_active: bool | None = None, max_requests: int | None = None, ctx: AuditContext | None = None
+) -> Token:
+    """Revoke/reactivate a token or change its quota (`max_requests=0` means unlimited)."""
+    if max_requests is not None and max_requests < 0:
+        raise TokenError("max_requests must be >= 0")
+    if is_active is None and max_requests is None:
+        raise TokenError("no fields to update")
+    details: dict = {}
+    if is_active is not None:
+        token.is_active = is_active
+        token.deactivated_at = None if is_active else (token.deactivated_at or timezone.now())
+        details["updated_is_active"] = is_active
+    if max_requests is not None:
+        token.max_requests = max_requests or None
+        details["updated_max_requests"] = max_requests or "unlimited"
+    token.save(update_fields=["is_active", "deactivated_at", "max_requests"])
+    audit_log("token.update", "success", ctx, project_id=token.project_id, token_id=str(token.id), details=details)
+    _invalidate(token)
+    return token
+
+
+@transaction.atomic
+def token_revoke(*, token: Token, ctx: AuditContext | None = None) -> bool:
+    """Revoke a token (idempotent). Returns False when it was already revoked."""
+    already = not token.is_active
+    if not already:
+        token.is_active = False
+        token.deactivated_at = timezone.now()
+        token.save(update_fields=["is_active", "deactivated_at"])
+        _invalidate(token)
+    details = {"already_revoked": True} if already else {}
+    audit_log("token.revoke", "success", ctx, project_id=token.project_id, token_id=str(token.id), details=details)
+    return not already
+
+
+@transaction.atomic
+def tokens_revoke_for_project(*, project, ctx: AuditContext | None = None, audit: bool = True) -> tuple[int, int]:
+    """Revoke every active token of a project. Returns (revoked, already revoked)."""
+    tokens = list(Token.objects.select_for_update().filter(project=project).only("id", "token_hash", "is_active"))
+    active = [t for t in tokens if t.is_active]
+    Token.objects.filter(id__in=[t.id for t in active]).update(is_active=False, deactivated_at=timezone.now())
+    for token in active:
+        _invalidate(token)
+    if audit:
+        details = {
+            "total_tokens": len(tokens),
+            "revoked_count": len(active),
+            "already_revoked_count": len(tokens) - len(active),
+            "failed_count": 0,
+        }
+        audit_log("token.revoke_batch", "success", ctx, project_id=project.id, details=details)
+    return len(active), len(tokens) - len(active)
+
+
+def _invalidate(token: Token) -> None:
+    token_hash = token.token_hash
+    transaction.on_commit(lambda: invalidation.token_changed(token_hash))
