@@ -1,0 +1,321 @@
+"""Event -> payload (reference §6.2, with its bugs fixed), and the body helpers FILE_EVENT_LOG reuses.
+
+Contract 7: `decode_body`, `merge_openai_sse` and `event_to_payload` keep their signatures.
+Fixed against the reference: `output` is the upstream JSON itself (not a string wrapped in an object),
+`tokensUsage` is read from `usage` (also from a stream's final chunk), `name` is the model, and
+`runId` is derived from the request id, so a redelivered event maps to the same run.
+"""
+
+import json
+import re
+import uuid
+import zlib
+from datetime import UTC, datetime, timedelta
+
+import brotli
+from django.conf import settings
+
+from instrumentation.events import Event
+
+# Never change: a redelivered event must map to the ids the services already stored.
+RUN_ID_NAMESPACE = uuid.UUID("5b0c6f3e-9d7a-4c1e-8f2b-6a4d3e2c1b0a")
+FIRST_CHUNK_HEADER = "X-Proxy-First-Chunk-At"
+_SSE_DATA = re.compile(r"^data:[ \t]?(.*)$")
+
+
+# --- bodies -----------------------------------------------------------------
+
+
+def header_value(headers: dict | None, name: str) -> str:
+    """First value of a header in a `name -> [values]` (or `name -> value`) map, case-insensitively."""
+    lower = name.lower()
+    for key, values in (headers or {}).items():
+        if key.lower() == lower:
+            if isinstance(values, str):
+                return values
+            return values[0] if values else ""
+    return ""
+
+
+def decode_body(body: bytes | None, headers: dict[str, list[str]]) -> bytes | None:
+    """The body with its Content-Encoding (gzip, deflate, br) undone; None when absent or undecodable.
+
+    A body captured up to the observability cap may end mid-stream: what decompresses is returned.
+    """
+    if body is None:
+        return None
+    encodings = [e.strip().lower() for e in header_value(headers, "Content-Encoding").split(",") if e.strip()]
+    if not headers and body[:2] == b"\x1f\x8b":
+        encodings = ["gzip"]  # request bodies come without their headers; gzip announces itself
+    try:
+        for encoding in reversed(encodings):
+            body = _undo_encoding(body, encoding)
+            if body is None:
+                return None
+    except (zlib.error, brotli.error):
+        return None
+    return body
+
+
+def _undo_encoding(body: bytes, encoding: str) -> bytes | None:
+    if encoding in ("identity", ""):
+        return body
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # wbits 47 = auto-detect a gzip or zlib header; decompressobj tolerates a truncated tail.
+        return zlib.decompressobj(wbits=47).decompress(body)
+    if encoding == "br":
+        return brotli.Decompressor().process(body)
+    return None
+
+
+def merge_openai_sse(text: str) -> dict | None:
+    """One completion object from an OpenAI server-sent-event stream; None when `text` is not one.
+
+    Chat chunks become a `chat.completion` (content deltas joined, tool-call arguments joined,
+    the last finish_reason, `usage` from the final chunk); legacy completion chunks become a
+    `text_completion`; a Responses API stream yields its `response.completed` object.
+    """
+    chunks = _sse_json_chunks(text)
+    if not chunks:
+        return None
+    for chunk in reversed(chunks):
+        if chunk.get("type") == "response.completed" and isinstance(chunk.get("response"), dict):
+            return chunk["response"]
+    if not any("choices" in chunk or "usage" in chunk for chunk in chunks):
+        return None
+    return _merge_chat_chunks(chunks)
+
+
+def _sse_json_chunks(text: str) -> list[dict]:
+    chunks = []
+    for line in text.splitlines():
+        match = _SSE_DATA.match(line)
+        if not match or match.group(1).strip() in ("", "[DONE]"):
+            continue
+        try:
+            data = json.loads(match.group(1))
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            chunks.append(data)
+    return chunks
+
+
+def _merge_chat_chunks(chunks: list[dict]) -> dict:
+    first: dict = {}
+    choices: dict[int, dict] = {}
+    usage = None
+    for chunk in chunks:
+        for key in ("id", "created", "model", "system_fingerprint"):
+            if chunk.get(key) is not None:
+                first.setdefault(key, chunk[key])
+        if isinstance(chunk.get("usage"), dict):
+            usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict):
+                _merge_choice(choices.setdefault(int(choice.get("index") or 0), {}), choice)
+    legacy = any("text" in state for state in choices.values())
+    merged = {
+        "id": first.get("id"),
+        "object": "text_completion" if legacy else "chat.completion",
+        "created": first.get("created"),
+        "model": first.get("model"),
+        "choices": [_finish_choice(index, choices[index], legacy) for index in sorted(choices)],
+    }
+    if first.get("system_fingerprint"):
+        merged["system_fingerprint"] = first["system_fingerprint"]
+    if usage is not None:
+        merged["usage"] = usage
+    return merged
+
+
+def _merge_choice(state: dict, choice: dict) -> None:
+    if choice.get("finish_reason"):
+        state["finish_reason"] = choice["finish_reason"]
+    if isinstance(choice.get("text"), str):
+        state.setdefault("text", []).append(choice["text"])
+    delta = choice.get("delta") or {}
+    if delta.get("role"):
+        state["role"] = delta["role"]
+    for key in ("content", "refusal"):
+        if isinstance(delta.get(key), str):
+            state.setdefault(key, []).append(delta[key])
+    for call in delta.get("tool_calls") or []:
+        slot = state.setdefault("tool_calls", {}).setdefault(int(call.get("index") or 0), {"arguments": []})
+        for key in ("id", "type"):
+            if call.get(key):
+                slot[key] = call[key]
+        function = call.get("function") or {}
+        if function.get("name"):
+            slot["name"] = function["name"]
+        if isinstance(function.get("arguments"), str):
+            slot["arguments"].append(function["arguments"])
+
+
+def _finish_choice(index: int, state: dict, legacy: bool) -> dict:
+    if legacy:
+        return {"index": index, "text": "".join(state.get("text", [])), "finish_reason": state.get("finish_reason")}
+    message: dict = {"role": state.get("role", "assistant"), "content": "".join(state.get("content", []))}
+    if "refusal" in state:
+        message["refusal"] = "".join(state["refusal"])
+    if state.get("tool_calls"):
+        message["tool_calls"] = [
+            {
+                "id": slot.get("id"),
+                "type": slot.get("type", "function"),
+                "function": {"name": slot.get("name"), "arguments": "".join(slot["arguments"])},
+            }
+            for _, slot in sorted(state["tool_calls"].items())
+        ]
+        message["content"] = message["content"] or None
+    return {"index": index, "message": message, "finish_reason": state.get("finish_reason")}
+
+
+# --- event views shared by the backends ----------------------------------------
+
+
+def run_id(event: Event) -> str:
+    """A UUID (v5) derived from the request id: the same event always gets the same id."""
+    seed = event.request_id or event.to_json()
+    return str(uuid.uuid5(RUN_ID_NAMESPACE, seed))
+
+
+def request_json(event: Event):
+    """The request body parsed as JSON, or None."""
+    return _parse_json(decode_body(event.request_body, {}))
+
+
+def response_text(event: Event) -> str | None:
+    """The decoded response body as text, or None when absent, undecodable or not UTF-8."""
+    body = decode_body(event.response_body, event.response_headers)
+    if body is None:
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def is_stream(event: Event) -> bool:
+    if "text/event-stream" in event.header("Content-Type").lower():
+        return True
+    request = request_json(event)
+    return isinstance(request, dict) and request.get("stream") is True
+
+
+def response_output(event: Event):
+    """The response as JSON: the upstream object, a merged stream, text, or a placeholder (reference §6.2)."""
+    if event.response_body is None:
+        return None
+    if "multipart" in event.header("Content-Type").lower():
+        return "<multipart response omitted>"
+    body = decode_body(event.response_body, event.response_headers)
+    if body is None:
+        return "<binary response omitted>"
+    parsed = _parse_json(body)
+    if parsed is not None:
+        return parsed
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "<binary response omitted>"
+    merged = merge_openai_sse(text)
+    return merged if merged is not None else text
+
+
+def tokens_usage(output) -> dict | None:
+    """`{prompt, completion}` from an OpenAI `usage` (chat/completions or the Responses API)."""
+    usage = output.get("usage") if isinstance(output, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+    completion = usage.get("completion_tokens", usage.get("output_tokens"))
+    if not isinstance(prompt, int) and not isinstance(completion, int):
+        return None
+    return {
+        "prompt": prompt if isinstance(prompt, int) else 0,
+        "completion": completion if isinstance(completion, int) else 0,
+    }
+
+
+def model_name(request, output) -> str | None:
+    for source in (request, output):
+        if isinstance(source, dict) and isinstance(source.get("model"), str) and source["model"]:
+            return source["model"]
+    return None
+
+
+def event_times(event: Event, received_at: datetime | None = None) -> tuple[datetime, datetime]:
+    """(start, end) of the request: end is when the event reached the bus, start = end - duration."""
+    end = received_at or datetime.now(UTC)
+    return end - timedelta(microseconds=event.duration_ns // 1000), end
+
+
+def first_chunk_at(event: Event) -> datetime | None:
+    raw = event.header(FIRST_CHUNK_HEADER)
+    try:
+        return datetime.fromisoformat(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def iso(moment: datetime) -> str:
+    """RFC 3339, UTC, millisecond precision (what Lunary and JavaScript clients produce)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _parse_json(body: bytes | None):
+    if not body or body.lstrip()[:1] not in (b"{", b"["):
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+# --- the generic payload ----------------------------------------------------------
+
+
+def event_to_payload(event: Event, *, received_at: datetime | None = None) -> dict | None:
+    """The reference's EventPayload for a POST event (None for other methods, which are not dispatched)."""
+    if event.method.upper() != "POST":
+        return None
+    request = request_json(event)
+    output = response_output(event)
+    payload = {
+        "type": "llm",
+        "event": "start",  # the reference's value, kept for readers of its files; Lunary gets start + end
+        "runId": run_id(event),
+        "name": model_name(request, output),
+        "timestamp": iso(event_times(event, received_at)[1]),
+        "input": request if request is not None else _text_or_none(event.request_body),
+        "output": output,
+        "tokensUsage": tokens_usage(output),
+        "metadata": _metadata(event),
+        "log_id": event.log_id,
+    }
+    return {key: value for key, value in payload.items() if value is not None}
+
+
+def _metadata(event: Event) -> dict:
+    metadata = {
+        "method": event.method,
+        "path": event.path,
+        "status": event.status,
+        "duration_ms": event.duration_ns // 1_000_000,
+        "request_id": event.request_id,
+    }
+    if settings.LLM_PROXY_DISPATCHER_VERBOSE and event.response_headers:
+        metadata["response_headers"] = {
+            name: values[0] if len(values) == 1 else list(values) for name, values in event.response_headers.items()
+        }
+    return metadata
+
+
+def _text_or_none(body: bytes | None) -> str | None:
+    if not body:
+        return None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
