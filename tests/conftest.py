@@ -1,5 +1,7 @@
 """The shared cast: a project, a token, an admin user, a management client and a fake upstream."""
 
+import json
+
 import pytest
 from django.test import Client
 
@@ -54,3 +56,66 @@ def admin_user(db, django_user_model):
 def manage_client():
     """A Django test client that authenticates to /manage with the management token."""
     return Client(HTTP_AUTHORIZATION=f"Bearer {MANAGEMENT_TOKEN}")
+
+
+# --- the proxy on a real socket -------------------------------------------------------------------
+
+TEST_PROVIDER = {
+    "allowed_endpoints": [
+        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/files",
+        "/v1/audio/speech", "/v1/moderations", "/v1/slow", "/v1/echo",
+    ],
+    "allowed_methods": ["GET", "POST", "DELETE", "OPTIONS"],
+}
+
+
+class ProxyServer:
+    """What `proxy_server` yields: the running app, its fake upstream and a way to change the provider YAML."""
+
+    def __init__(self, live, upstream, config_path) -> None:
+        self.live = live
+        self.upstream = upstream
+        self.config_path = config_path
+
+    @property
+    def url(self) -> str:
+        """Base URL of the server, e.g. http://127.0.0.1:PORT (the openai SDK's base_url is url + "/v1")."""
+        return self.live.url
+
+    def configure(self, **provider_fields) -> None:
+        """Rewrite the provider YAML with these fields of `apis.openai` changed (e.g. allowed_origins=[...],
+        timeouts={"response_header": "1s"}); takes effect for the next request."""
+        from llmproxy.proxy import reset_for_tests
+
+        write_provider_config(self.config_path, self.upstream.url, **provider_fields)
+        reset_for_tests()
+
+
+def write_provider_config(path, base_url: str, **provider_fields) -> None:
+    provider = {"base_url": base_url, **TEST_PROVIDER, **provider_fields}
+    path.write_text(json.dumps({"default_api": "openai", "apis": {"openai": provider}}, indent=2))  # JSON is YAML
+
+
+@pytest.fixture
+def proxy_server(transactional_db, settings, tmp_path, fake_upstream):
+    """The real ASGI application (`llmproxy.asgi.application`: /v1 proxy, /manage, /metrics, ...) on a real
+    socket, served by uvicorn in a background thread with the ASGI lifespan (start-up/shutdown hooks run),
+    sharing this process's settings and test database. API_CONFIG_PATH points at a temp YAML whose
+    provider `base_url` is `fake_upstream`. Per-process proxy state (caches, breaker) starts fresh.
+
+        def test_chat(proxy_server, token_pair):
+            client = openai.OpenAI(base_url=proxy_server.url + "/v1", api_key=token_pair[1])
+    """
+    from llmproxy.proxy import reset_for_tests
+    from tests.support.asgi_server import LiveASGIServer
+
+    config_path = tmp_path / "api_providers.yaml"
+    write_provider_config(config_path, fake_upstream.url)
+    settings.API_CONFIG_PATH = str(config_path)
+    reset_for_tests()
+    from llmproxy.asgi import application
+
+    live = LiveASGIServer(application).start()
+    yield ProxyServer(live, fake_upstream, config_path)
+    live.stop()
+    reset_for_tests()
