@@ -16,16 +16,20 @@ MAX_KEY_LENGTH = 4096
 class ProjectError(Exception):
     """A request the caller must fix; `status` is the HTTP status the API answers with."""
 
-    def __init__(self, message: str, *, status: int = 400, audit_reason: str = "") -> None:
+    def __init__(self, message: str, *, status: int = 400, audit_reason: str = "", details: dict | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.audit_reason = audit_reason or message
+        self.details = details or {}  # extra audit details for the failure event
 
 
 def validate_api_key(api_key: str) -> None:
     if "..." in api_key or "****" in api_key:
-        raise ProjectError("cannot save obfuscated API key - please provide the full API key")
+        raise ProjectError(
+            "cannot save obfuscated API key - please provide the full API key",
+            audit_reason="cannot save obfuscated API key",
+        )
     if len(api_key) > MAX_KEY_LENGTH:
         raise ProjectError(f"api_key must be at most {MAX_KEY_LENGTH} characters")
 
@@ -39,7 +43,11 @@ def validate_name(name: str) -> None:
 def project_create(*, name: str, api_key: str, ctx: AuditContext | None = None) -> Project:
     """Create an active project holding `api_key` (encrypted)."""
     if not name or not api_key:
-        raise ProjectError("name and api_key are required", audit_reason="missing required fields")
+        raise ProjectError(
+            "name and api_key are required",
+            audit_reason="missing required fields",
+            details={"name_provided": bool(name), "api_key_provided": bool(api_key)},
+        )
     validate_name(name)
     validate_api_key(api_key)
     now = timezone.now()

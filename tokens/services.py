@@ -11,34 +11,64 @@ from llmproxy.proxy import invalidation
 from .models import Token, generate_token
 
 MAX_DURATION_MINUTES = 525600
+MAX_REQUESTS_LIMIT = 2147483647  # the largest value an integer column holds on every database
 
 
 class TokenError(Exception):
     """A request the caller must fix; `status` and `code` shape the API's answer."""
 
-    def __init__(self, message: str, *, status: int = 400, code: str = "", audit_reason: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        code: str = "",
+        audit_reason: str = "",
+        details: dict | None = None,
+        audited: bool = False,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
         self.code = code
         self.audit_reason = audit_reason or message
+        self.details = details or {}  # extra audit details for the failure event
+        self.audited = audited  # the service already wrote the failure event
 
 
-@transaction.atomic
-def token_create(*, project, duration_minutes: int, max_requests: int | None = None, ctx: AuditContext | None = None):
-    """Mint a token for an active project. Returns (token row, the secret): the secret exists only here."""
+def validate_duration(duration_minutes: int) -> None:
     if duration_minutes > MAX_DURATION_MINUTES:
-        raise TokenError("duration_minutes exceeds maximum allowed", audit_reason="duration exceeds maximum")
+        raise TokenError(
+            "duration_minutes exceeds maximum allowed",
+            audit_reason="duration exceeds maximum",
+            details={"requested_duration_minutes": duration_minutes, "max_duration_minutes": MAX_DURATION_MINUTES},
+        )
     if duration_minutes <= 0:
         raise TokenError("project_id and duration_minutes are required", audit_reason="missing duration_minutes")
+
+
+def validate_max_requests(max_requests: int | None) -> None:
     if max_requests is not None and max_requests < 0:
-        raise TokenError("max_requests must be >= 0")
+        raise TokenError("max_requests must be >= 0", details={"requested_max_requests": max_requests})
+    if max_requests is not None and max_requests > MAX_REQUESTS_LIMIT:
+        raise TokenError(f"max_requests must be <= {MAX_REQUESTS_LIMIT}", details={"requested_max_requests": max_requests})
+
+
+def token_create(*, project, duration_minutes: int, max_requests: int | None = None, ctx: AuditContext | None = None):
+    """Mint a token for an active project. Returns (token row, the secret): the secret exists only here."""
+    validate_duration(duration_minutes)
+    validate_max_requests(max_requests)
     if not project.is_active:
-        audit_log(
-            "token.create", "failure", ctx, project_id=project.id,
-            details={"error_type": "project_inactive", "reason": "project is inactive"},
-        )
-        raise TokenError("cannot create tokens for inactive projects", status=403, code="project_inactive")
+        # Audited outside any transaction of ours, so the failure event is not rolled back with the error.
+        reason = "cannot create tokens for inactive projects"
+        details = {"error_type": "project_inactive", "reason": reason}
+        audit_log("token.create", "failure", ctx, project_id=project.id, details=details)
+        raise TokenError(reason, status=403, code="project_inactive", audited=True)
+    with transaction.atomic():
+        return _token_insert(project=project, duration_minutes=duration_minutes, max_requests=max_requests, ctx=ctx)
+
+
+def _token_insert(*, project, duration_minutes: int, max_requests: int | None, ctx: AuditContext | None):
     secret = generate_token()
     token = Token(project=project, expires_at=timezone.now() + timedelta(minutes=duration_minutes))
     token.max_requests = max_requests or None
@@ -60,8 +90,7 @@ def token_update(
     *, token: Token, is_active: bool | None = None, max_requests: int | None = None, ctx: AuditContext | None = None
 ) -> Token:
     """Revoke/reactivate a token or change its quota (`max_requests=0` means unlimited)."""
-    if max_requests is not None and max_requests < 0:
-        raise TokenError("max_requests must be >= 0")
+    validate_max_requests(max_requests)
     if is_active is None and max_requests is None:
         raise TokenError("no fields to update")
     details: dict = {}
