@@ -93,7 +93,7 @@ X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "llmproxy.admin.ProxyAdminConfig",  # django.contrib.admin with the dashboard counts
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -329,3 +329,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 MANAGEMENT_API_BASE_URL = env("MANAGEMENT_API_BASE_URL", "http://localhost:8080")
+
+# --- Containers (docker/entrypoint.sh, docker/launch.py) ------------------------
+
+WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1, minimum=1)
+MIGRATE_ON_START = env_bool("MIGRATE_ON_START", True)
+DB_WAIT_TIMEOUT = env_duration("DB_WAIT_TIMEOUT", "60s")
