@@ -288,7 +288,7 @@ def event_to_payload(event: Event, *, received_at: datetime | None = None) -> di
         "runId": run_id(event),
         "name": model_name(request, output),
         "timestamp": iso(event_times(event, received_at)[1]),
-        "input": request if request is not None else _text_or_none(event.request_body),
+        "input": request if request is not None else body_text(event.request_body),
         "output": output,
         "tokensUsage": tokens_usage(output),
         "metadata": _metadata(event),
@@ -312,7 +312,7 @@ def _metadata(event: Event) -> dict:
     return metadata
 
 
-def _text_or_none(body: bytes | None) -> str | None:
+def body_text(body: bytes | None) -> str | None:
     if not body:
         return None
     try:

@@ -1,0 +1,126 @@
+"""The `lunary` service: `POST {"events": [...]}` with a `start` and an `end` (or `error`) run event per request.
+
+Lunary stores output and token usage only from an `end` event, and answers 200 even when events
+fail, so each payload's fate is read from the per-event `results` (lunary-helicone.md §2).
+"""
+
+from datetime import datetime
+
+from dispatch import transform
+from dispatch.backends.base import DeliveryError, HttpBackend
+from instrumentation.events import Event
+
+INPUT_KEYS = ("messages", "prompt", "input")
+NOT_PARAMS = {"model", "user", *INPUT_KEYS}
+DUPLICATE_START = "already exists"
+
+
+class LunaryBackend(HttpBackend):
+    name = "lunary"
+    default_endpoint = "https://api.lunary.ai/v1/runs/ingest"
+    key_variable = "LUNARY_API_KEY"
+
+    def payload(self, event: Event, received_at: datetime | None = None) -> dict | None:
+        if event.method.upper() != "POST":
+            return None
+        return {"runId": transform.run_id(event), "events": run_events(event, received_at)}
+
+    def send(self, payloads: list[dict]) -> None:
+        response = self.post({"events": [e for payload in payloads for e in payload["events"]]})
+        try:
+            results = response.json()["results"]
+        except (ValueError, KeyError, TypeError):
+            raise DeliveryError(f"lunary answered {response.status_code} without per-event results") from None
+        failures = {}
+        for index, payload in enumerate(payloads):
+            problem = _problem(payload["runId"], results)
+            if problem is not None:
+                failures[index] = problem
+        if failures:
+            first = next(iter(failures.values()))
+            raise DeliveryError(f"lunary refused {len(failures)} of {len(payloads)} runs: {first}", failures=failures)
+
+
+def _problem(run_id: str, results: list) -> DeliveryError | None:
+    mine = [r for r in results if isinstance(r, dict) and r.get("id") == run_id]
+    if not mine:
+        return DeliveryError(f"lunary returned no result for run {run_id}")
+    for result in mine:
+        error = str(result.get("error") or "")
+        # A redelivered run's `start` is refused as a duplicate: the run is stored, which is what we want.
+        if not result.get("success") and DUPLICATE_START not in error:
+            return DeliveryError(f"lunary refused run {run_id}: {error or 'success=false'}", permanent=True)
+    return None
+
+
+def run_events(event: Event, received_at: datetime | None = None) -> list[dict]:
+    """The `start` (name, input, params, metadata) and the `end` (output, tokensUsage) or `error` of one call."""
+    request = transform.request_json(event)
+    output = transform.response_output(event)
+    started, ended = transform.event_times(event, received_at)
+    common = {"type": "llm", "runId": transform.run_id(event), "name": transform.model_name(request, output)}
+    start = {
+        **common,
+        "event": "start",
+        "timestamp": transform.iso(started),
+        "input": _input(request, event),
+        "params": _params(request),
+        "metadata": _metadata(event),
+        "userId": request.get("user") if isinstance(request, dict) and isinstance(request.get("user"), str) else None,
+        "runtime": "llm-proxy",
+    }
+    finish = {**common, "timestamp": transform.iso(ended)}
+    if event.status >= 400:
+        finish.update(event="error", error={"message": _error_message(event.status, output)})
+    else:
+        finish.update(event="end", output=_output(output), tokensUsage=transform.tokens_usage(output))
+    return [_compact(start), _compact(finish)]
+
+
+def _input(request, event: Event):
+    if isinstance(request, dict):
+        for key in INPUT_KEYS:
+            if key in request:
+                return request[key]
+        return request
+    return request if request is not None else transform.body_text(event.request_body)
+
+
+def _params(request) -> dict | None:
+    if not isinstance(request, dict):
+        return None
+    return {key: value for key, value in request.items() if key not in NOT_PARAMS} or None
+
+
+def _output(output):
+    """The assistant message (what the SDKs send), or the whole answer for other endpoints."""
+    choices = output.get("choices") if isinstance(output, dict) else None
+    if isinstance(choices, list) and choices and all(isinstance(c, dict) and "message" in c for c in choices):
+        messages = [choice["message"] for choice in choices]
+        return messages[0] if len(messages) == 1 else messages
+    return output
+
+
+def _metadata(event: Event) -> dict:
+    # Lunary keeps only first-level scalars, so no headers here.
+    return {
+        "request_id": event.request_id,
+        "method": event.method,
+        "path": event.path,
+        "status": event.status,
+        "duration_ms": event.duration_ns // 1_000_000,
+        "stream": transform.is_stream(event),
+    }
+
+
+def _error_message(status: int, output) -> str:
+    error = output.get("error") if isinstance(output, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return f"{status}: {error['message']}"
+    if isinstance(error, str):
+        return f"{status}: {error}"
+    return f"upstream answered {status}"
+
+
+def _compact(data: dict) -> dict:
+    return {key: value for key, value in data.items() if value is not None}

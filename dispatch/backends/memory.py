@@ -1,0 +1,27 @@
+"""The in-memory twin: keeps what it was sent, and fails on request (for tests and dry runs)."""
+
+from dispatch.backends.base import Backend, DeliveryError
+
+
+class MemoryBackend(Backend):
+    name = "memory"
+    batch_wait = 0.0
+
+    def __init__(self, *, endpoint: str = "", api_key: str = "") -> None:
+        super().__init__(endpoint=endpoint or "memory")
+        self.batches: list[list[dict]] = []
+        self.attempts = 0
+        self._failures: list[DeliveryError] = []
+
+    @property
+    def sent(self) -> list[dict]:
+        return [payload for batch in self.batches for payload in batch]
+
+    def fail_next(self, times: int = 1, *, permanent: bool = False, message: str = "scripted failure") -> None:
+        self._failures.extend(DeliveryError(message, permanent=permanent) for _ in range(times))
+
+    def send(self, payloads: list[dict]) -> None:
+        self.attempts += 1
+        if self._failures:
+            raise self._failures.pop(0)
+        self.batches.append(list(payloads))
