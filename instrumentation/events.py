@@ -3,6 +3,9 @@
 JSON keys are the Go field names in field order; byte slices are base64 strings (null when absent);
 Duration is an integer number of nanoseconds; headers map a canonical name to a list of values.
 A stream written by either implementation can therefore be read by the other.
+
+`to_json` also writes the bytes Go's encoding/json writes: header names sorted (Go sorts map keys),
+UTF-8 kept as is, and `<`, `>`, `&`, U+2028, U+2029 escaped as \\u sequences.
 """
 
 import base64
@@ -30,13 +33,17 @@ class Event:
             "Path": self.path,
             "Status": self.status,
             "Duration": self.duration_ns,
-            "ResponseHeaders": self.response_headers or None,
+            "ResponseHeaders": dict(sorted(self.response_headers.items())) if self.response_headers else None,
             "ResponseBody": _b64(self.response_body),
             "RequestBody": _b64(self.request_body),
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        text = json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        for char, escaped in _GO_ESCAPES:
+            if char in text:
+                text = text.replace(char, escaped)
+        return text
 
     @classmethod
     def from_dict(cls, data: dict) -> "Event":
@@ -63,6 +70,10 @@ class Event:
             if key.lower() == lower and values:
                 return values[0]
         return ""
+
+
+# encoding/json's HTML-safe escaping; JSON readers see the same strings either way.
+_GO_ESCAPES = (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
 
 
 def canonical_header(name: str) -> str:

@@ -1,6 +1,31 @@
-"""Instrumentation middleware for /v1 (issue 4): captures one event per proxied request."""
+"""Instrumentation middleware for /v1 (contract 2, reference §5.2): one event per proxied request.
+
+Installed only in settings.PROXY_MIDDLEWARE, the proxy's lean async handler. Async-native, so Django
+never hops to a thread for it. A streaming response is wrapped in a tee that keeps the first
+OBSERVABILITY_MAX_RESPONSE_BODY_BYTES (chunk references in a list, joined once) and publishes from its
+`finally`, which also runs when the client disconnects and the task is cancelled. Other responses are
+published at once. Cache hits, conditional hits and `request.proxy_skip_event` publish nothing.
+"""
+
+import logging
+import time
 
 from asgiref.sync import markcoroutinefunction
+from django.conf import settings
+
+from instrumentation.bus import get_bus
+from instrumentation.bus.queued import Throttled
+from instrumentation.events import Event, canonical_header
+
+logger = logging.getLogger("instrumentation")
+
+FIRST_CHUNK_HEADER = "X-Proxy-First-Chunk-At"
+_CACHE_HITS = frozenset({"hit", "conditional-hit"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Never in an event. The proxy strips the upstream key before answering; these are belt and braces.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"})
+_canonical_names: dict[str, str] = {}
+_warn = Throttled(logger)
 
 
 class InstrumentationMiddleware:
@@ -12,4 +37,148 @@ class InstrumentationMiddleware:
         markcoroutinefunction(self)
 
     async def __call__(self, request):
-        return await self.get_response(request)
+        if not settings.OBSERVABILITY_ENABLED or not request.path.startswith("/v1"):
+            return await self.get_response(request)
+        started = time.perf_counter_ns()
+        response = await self.get_response(request)
+        if getattr(request, "proxy_skip_event", False) or response.get("X-PROXY-CACHE", "").lower() in _CACHE_HITS:
+            return response
+        try:
+            capture = Capture(request, response, started)
+            if response.streaming:
+                response.streaming_content = capture.wrap(response)
+            else:
+                body = response.content[: settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES]
+                capture.finish(body or None, time.time_ns())
+        except Exception:  # instrumentation never fails a request
+            _warn.warning("instrumentation: could not capture %s %s", request.method, request.path, exc_info=True)
+        return response
+
+
+class Capture:
+    """What is known of one request when its response starts; `finish` publishes the event."""
+
+    # Not the response itself: the tee is referenced by the response, and a cycle would leave a disconnected
+    # stream's generator (and so its `finally`) to the cyclic garbage collector.
+    __slots__ = ("request_id", "method", "path", "request_body", "status", "headers", "started")
+
+    def __init__(self, request, response, started_ns: int) -> None:
+        self.request_id = (
+            getattr(request, "proxy_request_id", None)
+            or request.headers.get("X-Request-ID")
+            or response.get("X-Request-ID", "")
+        )
+        self.method = request.method
+        self.path = request.path
+        self.request_body = _request_body(request) if request.method in _BODY_METHODS else None
+        self.status = response.status_code
+        self.headers = response.headers
+        self.started = started_ns
+
+    def wrap(self, response):
+        """The tee over the response's own iterator. Not over `streaming_content`: that getter's wrapper refers to
+        the response, which would again make a cycle; make_bytes' job is done in the tee instead."""
+        source = getattr(response, "_iterator", None)
+        if source is None:
+            return self.tee(response.streaming_content) if response.is_async else response.streaming_content
+        return self.tee(source, response.charset) if response.is_async else self.tee_sync(source, response.charset)
+
+    async def tee(self, content, charset: str = "utf-8"):
+        chunks: list[bytes] = []
+        room = settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES
+        first_chunk_ns = 0
+        try:
+            async for chunk in content:
+                if type(chunk) is not bytes:
+                    chunk = _as_bytes(chunk, charset)
+                if chunk and not first_chunk_ns:
+                    first_chunk_ns = time.time_ns()
+                if room > 0:
+                    chunks.append(chunk if len(chunk) <= room else chunk[:room])
+                    room -= len(chunk)
+                yield chunk
+        finally:
+            # No await here: this also runs from GeneratorExit when a disconnected client's stream is closed.
+            self.finish(b"".join(chunks) if chunks else None, first_chunk_ns)
+
+    def tee_sync(self, content, charset: str):
+        """The same for a synchronous iterator (e.g. a FileResponse)."""
+        chunks: list[bytes] = []
+        room = settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES
+        first_chunk_ns = 0
+        try:
+            for chunk in content:
+                chunk = _as_bytes(chunk, charset)
+                if chunk and not first_chunk_ns:
+                    first_chunk_ns = time.time_ns()
+                if room > 0:
+                    chunks.append(chunk if len(chunk) <= room else chunk[:room])
+                    room -= len(chunk)
+                yield chunk
+        finally:
+            self.finish(b"".join(chunks) if chunks else None, first_chunk_ns)
+
+    def finish(self, body: bytes | None, first_chunk_ns: int) -> None:
+        """Publish the event; `body` is what was captured (callers keep it within the cap)."""
+        try:
+            headers = _event_headers(self.headers)
+            if first_chunk_ns:
+                headers[FIRST_CHUNK_HEADER] = [rfc3339_nano(first_chunk_ns)]
+            event = Event(
+                request_id=self.request_id,
+                method=self.method,
+                path=self.path,
+                status=self.status,
+                duration_ns=time.perf_counter_ns() - self.started,
+                response_headers=headers,
+                response_body=body,
+                request_body=self.request_body,
+            )
+            get_bus().publish(event)
+        except Exception:
+            _warn.warning(
+                "instrumentation: could not publish the event of %s %s", self.method, self.path, exc_info=True
+            )
+
+
+def _as_bytes(chunk, charset: str) -> bytes:
+    """HttpResponseBase.make_bytes without the response."""
+    if isinstance(chunk, (bytes, memoryview, bytearray)):
+        return bytes(chunk)
+    return str(chunk).encode(charset or "utf-8")
+
+
+def _request_body(request) -> bytes | None:
+    """The first OBSERVABILITY_MAX_REQUEST_BODY_BYTES of the body the view read (read here if it did not)."""
+    try:
+        body = request.body  # cached by the view; slicing below copies only when the body is over the cap
+    except Exception:  # the view streamed the body itself, or it is over DATA_UPLOAD_MAX_MEMORY_SIZE
+        return None
+    return body[: settings.OBSERVABILITY_MAX_REQUEST_BODY_BYTES]
+
+
+def _event_headers(response_headers) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = {}
+    for name, value in response_headers.items():
+        key = _canonical_names.get(name)
+        if key is None:
+            key = _remember_canonical(name)
+        if key:
+            headers.setdefault(key, []).append(value)
+    return headers
+
+
+def _remember_canonical(name: str) -> str:
+    """Canonical name, or '' for a header that must never enter an event; memoised (bounded)."""
+    key = "" if name.lower() in _SECRET_HEADERS else canonical_header(name)
+    if len(_canonical_names) < 2048:
+        _canonical_names[name] = key
+    return key
+
+
+def rfc3339_nano(ns: int) -> str:
+    """Go's time.RFC3339Nano in UTC: `2024-05-01T12:00:00.123456789Z`, trailing fraction zeros dropped."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    digits = f"{fraction:09d}".rstrip("0")
+    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"

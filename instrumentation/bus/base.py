@@ -22,8 +22,15 @@ class EventBus:
     async def start(self) -> None:
         """Start background work (the publisher task). Called once per process from the running event loop."""
 
-    async def stop(self) -> None:
-        """Flush what is queued, then stop. Called on shutdown."""
+    async def stop(self, grace: float = 5.0) -> None:
+        """Flush what is queued (for at most `grace` seconds), then stop. Called on shutdown."""
+
+    async def flush(self, within: float = 5.0) -> bool:
+        """Wait until every event published so far has been handed on; False when `within` seconds passed first."""
+        return True
+
+    def close(self) -> None:
+        """Synchronous teardown without flushing (tests, reset_for_tests)."""
 
     def stats(self) -> dict:
         """Counters for /metrics: at least `events_published` and `events_dropped`."""

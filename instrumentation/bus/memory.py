@@ -1,0 +1,20 @@
+"""In-memory bus: one process, fan-out to in-process subscribers (FILE_EVENT_LOG, tests). Reference §5.3."""
+
+from django.conf import settings
+
+from instrumentation.bus.queued import QueuedBus
+from instrumentation.events import Event
+
+
+class InMemoryBus(QueuedBus):
+    """Bounded by OBSERVABILITY_BUFFER_SIZE; a full buffer drops the new event and counts it."""
+
+    name = "in-memory"
+
+    @classmethod
+    def from_settings(cls) -> "InMemoryBus":
+        return cls(capacity=settings.OBSERVABILITY_BUFFER_SIZE)
+
+    async def awrite(self, batch: list[Event]) -> None:
+        # Subscribers already ran in _deliver_local; handing the batch to them is what "published" means here.
+        self.count_published(len(batch))

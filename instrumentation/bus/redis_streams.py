@@ -1,0 +1,198 @@
+"""Redis Streams bus (reference §5.4): `XADD <key> MAXLEN ~ <n> * data <json>` and consumer groups.
+
+Publishing: the request appends to a bounded buffer (EVENT_PUBLISH_QUEUE_SIZE); the drain task writes
+pipelined batches with redis.asyncio. When Redis is down or slow the batch in hand is retried with
+backoff while new events wait in the buffer; once the buffer is full, new events are dropped and
+counted. Nothing here runs on the request path, and start-up never needs Redis.
+
+Consuming (`RedisStreamConsumer`): synchronous redis-py for Celery tasks and the dispatcher command.
+"""
+
+import asyncio
+import logging
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from instrumentation.bus.base import Message, StreamConsumer
+from instrumentation.bus.queued import QueuedBus
+from instrumentation.events import Event
+
+logger = logging.getLogger("instrumentation.bus")
+
+CONNECT_TIMEOUT = 1.0  # seconds; a Redis that does not accept a connection by then counts as down
+WRITE_TIMEOUT = 3.0  # seconds for one pipelined batch
+RETRY_MAX_DELAY = 1.0
+BATCH_MAX_BYTES = 4 * 1024 * 1024  # one pipeline stays a few MB even with large captured bodies
+_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError)
+
+
+class RedisStreamsBus(QueuedBus):
+    name = "redis-streams"
+    linger = 0.002  # lets a batch collect the events of a few concurrent requests: one round trip for all
+
+    def __init__(self, *, url: str, stream_key: str, max_len: int, capacity: int) -> None:
+        super().__init__(capacity=capacity)
+        self.url = url
+        self.stream_key = stream_key
+        self.max_len = max_len
+        self._clients: dict[int, aredis.Redis] = {}  # per drain-task generation (one event loop each)
+        self._redis_down = False
+
+    @classmethod
+    def from_settings(cls) -> "RedisStreamsBus":
+        return cls(
+            url=settings.REDIS_URL,
+            stream_key=settings.REDIS_STREAM_KEY,
+            max_len=settings.REDIS_STREAM_MAX_LEN,
+            capacity=settings.EVENT_PUBLISH_QUEUE_SIZE,
+        )
+
+    def stats(self) -> dict:
+        return {**super().stats(), "stream": self.stream_key, "redis_available": not self._redis_down}
+
+    def _client(self) -> aredis.Redis:
+        client = self._clients.get(self._generation)
+        if client is None:
+            # redis-py's own retries would hold the batch for seconds; the drain loop retries instead.
+            client = aredis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=CONNECT_TIMEOUT,
+                socket_timeout=WRITE_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+            )
+            self._clients[self._generation] = client
+        return client
+
+    async def awrite(self, batch: list[Event]) -> None:
+        for chunk in self._encode(batch):
+            await self._awrite_retrying(chunk)
+
+    def _encode(self, batch: list[Event]) -> list[list[bytes]]:
+        chunks, current, size = [], [], 0
+        for event in batch:
+            data = event.to_json().encode()
+            if current and size + len(data) > BATCH_MAX_BYTES:
+                chunks.append(current)
+                current, size = [], 0
+            current.append(data)
+            size += len(data)
+        if current:
+            chunks.append(current)
+        return chunks
+
+    async def _awrite_retrying(self, payloads: list[bytes]) -> None:
+        delay = 0.05
+        generation = self._generation
+        try:
+            while True:
+                try:
+                    results = await self._xadd(payloads)
+                    break
+                except _TRANSIENT as exc:
+                    self._redis_down = True
+                    if generation != self._generation:
+                        self.count_dropped(len(payloads), "the publisher was replaced")
+                        return
+                    self._warn.warning("event bus: Redis unavailable (%s); retrying, events wait in the buffer", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_DELAY)
+        except asyncio.CancelledError:
+            self.count_dropped(len(payloads), "Redis did not answer before shutdown")
+            raise
+        if self._redis_down:
+            self._redis_down = False
+            logger.warning("event bus: Redis is reachable again; publishing resumed")
+        failed = [r for r in results if isinstance(r, Exception)]
+        if failed:
+            self.count_dropped(len(failed), "Redis refused XADD: %s", failed[0])
+        self.count_published(len(results) - len(failed))
+
+    async def _xadd(self, payloads: list[bytes]) -> list:
+        trim = ("MAXLEN", "~", self.max_len) if self.max_len > 0 else ()
+        async with self._client().pipeline(transaction=False) as pipe:
+            for data in payloads:
+                pipe.execute_command("XADD", self.stream_key, *trim, "*", "data", data)
+            async with asyncio.timeout(WRITE_TIMEOUT + CONNECT_TIMEOUT):
+                return await pipe.execute(raise_on_error=False)
+
+    async def arelease(self, generation: int) -> None:
+        client = self._clients.pop(generation, None)
+        if client is not None:
+            try:
+                await client.aclose()
+            except Exception:  # the loop may be closing; the sockets go with it
+                pass
+
+
+class RedisStreamConsumer(StreamConsumer):
+    """Consumer-group reads of the event stream (XREADGROUP / XACK / XAUTOCLAIM), synchronous."""
+
+    def __init__(self, *, url: str, stream_key: str, block_timeout: float) -> None:
+        self.stream_key = stream_key
+        # A blocking XREADGROUP must not hit the socket timeout.
+        self.client = redis.Redis.from_url(
+            url, decode_responses=True, socket_connect_timeout=5, socket_timeout=block_timeout + 10
+        )
+
+    @classmethod
+    def from_settings(cls, *, stream_key: str | None = None, url: str | None = None) -> "RedisStreamConsumer":
+        return cls(
+            url=url or settings.REDIS_URL,
+            stream_key=stream_key or settings.REDIS_STREAM_KEY,
+            block_timeout=settings.REDIS_STREAM_BLOCK_TIME,
+        )
+
+    def ensure_group(self, group: str) -> None:
+        """XGROUP CREATE <key> <group> 0 MKSTREAM; an existing group (BUSYGROUP) is fine."""
+        try:
+            self.client.xgroup_create(self.stream_key, group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read(self, group: str, consumer: str, count: int, block_ms: int | None, pending: bool = False) -> list[Message]:
+        # Pending (id 0) is read without BLOCK: it answers at once with this consumer's unacknowledged entries.
+        response = self.client.xreadgroup(
+            group,
+            consumer,
+            {self.stream_key: "0" if pending else ">"},
+            count=count,
+            block=None if pending or not block_ms else block_ms,
+        )
+        entries = [entry for _stream, stream_entries in response or [] for entry in stream_entries]
+        return self._messages(group, entries)
+
+    def ack(self, group: str, ids: list[str]) -> None:
+        if ids:
+            self.client.xack(self.stream_key, group, *ids)
+
+    def claim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]:
+        """XAUTOCLAIM from the start of the pending list, following the cursor until `count` entries or its end."""
+        claimed, cursor = [], "0-0"
+        for _ in range(10):
+            result = self.client.xautoclaim(
+                self.stream_key, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count - len(claimed)
+            )
+            cursor, entries = result[0], result[1]
+            claimed.extend(entries)
+            if cursor == "0-0" or len(claimed) >= count:
+                break
+        return self._messages(group, claimed)
+
+    def _messages(self, group: str, entries: list) -> list[Message]:
+        """(id, data) pairs; entries without `data` (trimmed while pending, or foreign) are acked and skipped."""
+        messages, dead = [], []
+        for entry_id, fields in entries:
+            data = (fields or {}).get("data")
+            if data is None:
+                dead.append(entry_id)
+            else:
+                messages.append((entry_id, data))
+        if dead:
+            logger.warning("event stream %s: acknowledged %d entries without a data field", self.stream_key, len(dead))
+            self.ack(group, dead)
+        return messages
