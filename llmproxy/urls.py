@@ -13,4 +13,4 @@ urlpatterns = [
     path("v1/", include("llmproxy.proxy.urls")),
 ]
 if settings.ENABLE_METRICS:
-    urlpatterns.append(path(settings.METRICS_PATH.lstrip("/"), include("instrumentation.urls")))
+    urlpatterns.append(path("", include("instrumentation.urls")))  # METRICS_PATH and METRICS_PATH/prometheus

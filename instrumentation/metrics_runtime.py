@@ -1,0 +1,220 @@
+"""The guide's "Go runtime" figures, measured in Python, under the guide's own names.
+
+Go's runtime counts goroutines, heap bytes and GC cycles; CPython has asyncio tasks and threads,
+the C allocator (glibc malloc) plus pymalloc's object arenas, and a generational collector that is
+triggered by allocation counts. Each HELP text says which Python figure stands behind the name.
+
+Values are sampled, not kept live: at every scrape, and (with several processes) by each process
+at most every REFRESH_INTERVAL seconds from `metrics.count`, so that the gauges of all live
+processes can be summed. GC pauses are timed with `gc.callbacks`.
+"""
+
+import asyncio
+import ctypes
+import gc
+import os
+import sys
+import threading
+import time
+
+from prometheus_client import Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+
+MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+REFRESH_INTERVAL = 5.0
+# Go's client names these counters without `_total`; the guide's queries use those names.
+UNSUFFIXED_COUNTERS = {"llm_proxy_memory_total_alloc_bytes", "llm_proxy_gc_pause_total_seconds"}
+
+
+def _gauge(name: str, help_text: str, mode: str = "livesum", labels: tuple = ()) -> Gauge:
+    return Gauge(name, help_text, labels, multiprocess_mode=mode)
+
+
+GOROUTINES = _gauge("llm_proxy_goroutines", "Concurrent units of work: live asyncio tasks plus Python threads")
+HEAP_ALLOC = _gauge(
+    "llm_proxy_memory_heap_alloc_bytes",
+    "Bytes in use in the C heap (glibc mallinfo2 uordblks+hblkhd): buffers, C extensions, Python objects over 512 B",
+)
+HEAP_SYS = _gauge(
+    "llm_proxy_memory_heap_sys_bytes", "Bytes the C heap obtained from the OS (glibc mallinfo2 arena+hblkhd)"
+)
+HEAP_IDLE = _gauge(
+    "llm_proxy_memory_heap_idle_bytes", "Free bytes the C heap holds for reuse (glibc mallinfo2 fordblks)"
+)
+HEAP_INUSE = _gauge(
+    "llm_proxy_memory_heap_inuse_bytes",
+    "Anonymous resident memory (RssAnon): the C heap, pymalloc's object arenas and thread stacks",
+)
+HEAP_RELEASED = _gauge(
+    "llm_proxy_memory_heap_released_bytes",
+    "Free bytes at the top of the C heap that malloc can give back to the OS (glibc mallinfo2 keepcost)",
+)
+MEMORY_SYS = _gauge("llm_proxy_memory_sys_bytes", "Resident memory of the process (VmRSS)")
+TOTAL_ALLOC = Counter(
+    "llm_proxy_memory_total_alloc_bytes",
+    "Python keeps no allocation total: the increases of llm_proxy_memory_heap_alloc_bytes between samples",
+)
+MALLOCS = Counter(
+    "llm_proxy_memory_mallocs",
+    "Python keeps no malloc count: increases of pymalloc's allocated blocks (sys.getallocatedblocks) between samples",
+)
+FREES = Counter(
+    "llm_proxy_memory_frees",
+    "Python keeps no free count: decreases of pymalloc's allocated blocks (sys.getallocatedblocks) between samples",
+)
+GC_RUNS = Counter("llm_proxy_gc_runs", "Garbage collections of any generation (gc.get_stats)")
+GC_PAUSE = Counter(
+    "llm_proxy_gc_pause_total_seconds", "Time spent inside the cyclic garbage collector (timed with gc.callbacks)"
+)
+GC_NEXT = _gauge(
+    "llm_proxy_gc_next_bytes",
+    "Python collects by object count, not bytes: container allocations left before the next generation-0 collection",
+    mode="livemin",
+)
+THREADS = _gauge("llm_proxy_python_threads", "Python threads alive (threading.active_count)")
+TASKS = _gauge("llm_proxy_python_asyncio_tasks", "asyncio tasks alive on the event loop")
+BLOCKS = _gauge("llm_proxy_python_allocated_blocks", "Memory blocks pymalloc has handed out (sys.getallocatedblocks)")
+GC_TRACKED = _gauge(
+    "llm_proxy_python_gc_pending_objects",
+    "Allocations counted towards each generation's next collection (gc.get_count)",
+    labels=("generation",),
+)
+START_TIME = _gauge("llm_proxy_start_time_seconds", "Unix time this process started serving", mode="liveall")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()
+    ]
+
+
+def _load_mallinfo2():
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):  # not glibc >= 2.33 (macOS, musl): heap figures stay 0
+        return None
+    function.restype = _MallInfo2
+    return function
+
+
+_mallinfo2 = _load_mallinfo2()
+
+# Written by the gc callback (which runs with the GIL held, one collection at a time).
+_gc = {"started": 0.0, "pause": 0.0}
+# What was already transferred to the counters, to add only the difference.
+_seen = {"pause": 0.0, "runs": 0, "heap_alloc": 0, "blocks": 0}
+_state = {"pid": 0, "next": float("inf")}
+
+
+def _on_gc(phase: str, info: dict) -> None:
+    if phase == "start":
+        _gc["started"] = time.perf_counter()
+    else:
+        _gc["pause"] += time.perf_counter() - _gc["started"]
+
+
+def install() -> None:
+    """Start timing collections and mark this process's start (idempotent; re-run after a fork)."""
+    if _on_gc not in gc.callbacks:
+        gc.callbacks.append(_on_gc)
+    forked = _state["pid"] != 0
+    _state["pid"] = os.getpid()
+    START_TIME.set(time.time())
+    # A forked child starts from zero for what it did not itself do; counts before this are the parent's.
+    _seen.update(pause=_gc["pause"], runs=_gc_runs() if forked else 0, heap_alloc=0, blocks=0)
+    if MULTIPROCESS:
+        _state["next"] = time.monotonic()
+
+
+def tick() -> None:
+    """Called from `metrics.count`: with several processes, refresh this one's figures now and then."""
+    if time.monotonic() >= _state["next"]:
+        refresh()
+
+
+def refresh(tasks: int | None = None) -> None:
+    if os.getpid() != _state["pid"]:  # forked (Celery prefork, gunicorn): the figures are the child's
+        install()
+    _state["next"] = time.monotonic() + REFRESH_INTERVAL if MULTIPROCESS else float("inf")
+    tasks = _asyncio_tasks() if tasks is None else tasks
+    threads = threading.active_count()
+    GOROUTINES.set(tasks + threads)
+    TASKS.set(tasks)
+    THREADS.set(threads)
+    _refresh_memory()
+    _refresh_gc()
+
+
+def _asyncio_tasks() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no event loop in this thread (Celery, commands): no tasks
+        return 0
+
+
+def _refresh_memory() -> None:
+    status = _proc_status()
+    MEMORY_SYS.set(status.get("VmRSS", 0))
+    HEAP_INUSE.set(status.get("RssAnon", 0))
+    if _mallinfo2 is not None:
+        info = _mallinfo2()
+        heap_alloc = info.uordblks + info.hblkhd
+        HEAP_ALLOC.set(heap_alloc)
+        HEAP_SYS.set(info.arena + info.hblkhd)
+        HEAP_IDLE.set(info.fordblks)
+        HEAP_RELEASED.set(info.keepcost)
+        if heap_alloc > _seen["heap_alloc"]:
+            TOTAL_ALLOC.inc(heap_alloc - _seen["heap_alloc"])
+        _seen["heap_alloc"] = heap_alloc
+    blocks = sys.getallocatedblocks()
+    BLOCKS.set(blocks)
+    (MALLOCS if blocks >= _seen["blocks"] else FREES).inc(abs(blocks - _seen["blocks"]))
+    _seen["blocks"] = blocks
+
+
+def _refresh_gc() -> None:
+    pause, runs = _gc["pause"], _gc_runs()
+    GC_PAUSE.inc(max(0.0, pause - _seen["pause"]))
+    GC_RUNS.inc(max(0, runs - _seen["runs"]))
+    _seen.update(pause=pause, runs=runs)
+    counts = gc.get_count()
+    GC_NEXT.set(max(0, gc.get_threshold()[0] - counts[0]))
+    for generation, pending in enumerate(counts):
+        GC_TRACKED.labels(str(generation)).set(pending)
+
+
+def _gc_runs() -> int:
+    return sum(generation["collections"] for generation in gc.get_stats())
+
+
+def _proc_status() -> dict[str, int]:
+    """VmRSS, RssAnon, ... in bytes from /proc/self/status (Linux; empty elsewhere)."""
+    figures = {}
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.endswith(b" kB\n") and (line.startswith(b"Vm") or line.startswith(b"Rss")):
+                    key, _, value = line.partition(b":")
+                    figures[key.decode()] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return figures
+
+
+def finish(families: list) -> list:
+    """Replace the per-process start times with the guide's uptime: since the oldest live process started."""
+    starts = [
+        sample.value
+        for family in families
+        if family.name == START_TIME._name
+        for sample in family.samples
+        if sample.value > 0
+    ]
+    kept = [family for family in families if family.name != START_TIME._name]
+    uptime = GaugeMetricFamily("llm_proxy_uptime_seconds", "Time since the server started")
+    uptime.add_metric([], max(0.0, time.time() - min(starts)) if starts else 0.0)
+    return [uptime, *kept]
+
+
+install()
