@@ -3,6 +3,8 @@
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from llmproxy.proxy import state
+
 from .base import CacheBackend, CachedResponse, scoped_key
 
 __all__ = ["BACKENDS", "CacheBackend", "CachedResponse", "get_backend", "make_backend", "reset_for_tests", "scoped_key"]
@@ -33,6 +35,7 @@ def get_backend() -> CacheBackend:
     return _backend
 
 
+@state.on_reset
 def reset_for_tests() -> None:
     global _backend, _backend_name
     _backend, _backend_name = None, ""

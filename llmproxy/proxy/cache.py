@@ -1,0 +1,343 @@
+"""The proxy's HTTP response cache (reference §7, with DESIGN.md improvements 2, 3 and 7).
+
+The view calls `alookup` once the token is known to be valid (without counting it) and the project
+is active: a hit comes back as a finished response, anything else as a `CacheLookup` that carries
+what the store step needs. When the upstream answer's headers arrive the view calls `astore`,
+which decides whether to keep the answer and annotates it. Entries are scoped per project.
+"""
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.http import HttpResponse
+from django.utils.http import http_date
+
+from instrumentation import metrics
+from llmproxy import lifecycle
+
+from . import cache_rules as rules
+from .cache_backends import CachedResponse, get_backend, scoped_key
+
+logger = logging.getLogger(__name__)
+
+HIT, MISS, STORED, BYPASS, CONDITIONAL_HIT = "hit", "miss", "stored", "bypass", "conditional-hit"
+LOOKUP_METHODS = {"GET", "HEAD", "POST"}
+
+
+@dataclass(slots=True)
+class CacheLookup:
+    """The lookup's verdict for one request, carried to the store step."""
+
+    enabled: bool = True
+    key: str = ""  # the reference's hex key; "" when the request is not cacheable
+    project_id: str = ""
+    outcome: str = MISS  # miss or bypass, for a request that goes upstream
+    forced_ttl: int = 0  # the client's opt-in TTL
+    request_no_store: bool = False
+    vary_get: object = None  # request header getter, for the Vary digest at store time
+    revalidating: CachedResponse | None = None  # entry being revalidated with a conditional upstream request
+    upstream_headers: dict[str, str] = field(default_factory=dict)  # to add to the upstream request
+    response: HttpResponse | None = None  # a hit or conditional-hit, ready to return
+
+
+@dataclass(slots=True)
+class UpstreamAnswer:
+    """An upstream answer as the view relays it: status, headers (name, value) and the body chunks."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: AsyncIterator[bytes]
+
+
+def header_getter(request):
+    meta = request.META
+
+    def get(name: str) -> str:
+        return meta.get("HTTP_" + name.upper().replace("-", "_"), "")
+
+    return get
+
+
+# --- lookup ------------------------------------------------------------------------------------
+
+
+async def alookup(request, *, project_id: str, token_id: str = "", body: bytes | None = None) -> CacheLookup:
+    """Find a cached answer for `request` in its project's cache (reference §7.2)."""
+    if not settings.HTTP_CACHE_ENABLED:
+        return CacheLookup(enabled=False)
+    get = header_getter(request)
+    lookup = _prepare(request, get, project_id, body)
+    if not lookup.key:
+        metrics.count("cache_misses")
+        return lookup
+    entry = await get_backend().aget(scoped_key(project_id, lookup.key))
+    if entry is None or (entry.vary_key and rules.vary_key(entry.vary, get) != entry.vary_key):
+        metrics.count("cache_misses")
+        return lookup
+    if not rules.shareable(rules.parse_cache_control(entry.header("Cache-Control"))):
+        metrics.count("cache_bypass")
+        lookup.outcome = BYPASS
+        return lookup
+    if rules.wants_revalidation(rules.parse_cache_control(get("Cache-Control"))):
+        metrics.count("cache_misses")
+        _revalidate(lookup, entry, get)
+        return lookup
+    status = HIT
+    if request.method in ("GET", "HEAD") and rules.not_modified(
+        get("If-None-Match"), get("If-Modified-Since"), entry.header("ETag"), entry.header("Last-Modified")
+    ):
+        status = CONDITIONAL_HIT
+    metrics.count("cache_hits")
+    lookup.response = serve(request, entry, lookup.key, status)
+    _record_hit(token_id)
+    return lookup
+
+
+def _prepare(request, get, project_id: str, body: bytes | None) -> CacheLookup:
+    """Work out whether and under which key the request is looked up (and its answer stored)."""
+    lookup = CacheLookup(project_id=str(project_id), vary_get=get)
+    method = request.method
+    if method not in LOOKUP_METHODS:
+        return lookup
+    directives = rules.parse_cache_control(get("Cache-Control"))
+    lookup.request_no_store = "no-store" in directives
+    body_hash = suffix = ""
+    if method == "POST":
+        body = request.body if body is None else body
+        lookup.forced_ttl = rules.client_ttl(directives)
+        if not lookup.forced_ttl or len(body) > rules.MAX_HASHED_BODY:
+            return lookup
+        body_hash, suffix = rules.sha256_hex(body), rules.ttl_suffix(directives)
+        lookup.upstream_headers["X-Body-Hash"] = body_hash
+    elif method == "GET":
+        lookup.forced_ttl = rules.client_ttl(directives)
+    # HEAD is answered from the GET entry (a HEAD answer has no body worth storing)
+    key_method = "GET" if method == "HEAD" else method
+    lookup.key = rules.cache_key(
+        key_method, request.path, request.META.get("QUERY_STRING", ""), get, body_hash=body_hash, ttl_suffix=suffix
+    )
+    return lookup
+
+
+def _revalidate(lookup: CacheLookup, entry: CachedResponse, get) -> None:
+    """Client `no-cache`/`max-age=0`: ask upstream conditionally; a 304 then refreshes the entry."""
+    if get("If-None-Match") or get("If-Modified-Since"):
+        return  # the client's own conditionals go upstream unchanged, and a 304 is for the client
+    if etag := entry.header("ETag"):
+        lookup.upstream_headers["If-None-Match"] = etag
+    if last_modified := entry.header("Last-Modified"):
+        lookup.upstream_headers["If-Modified-Since"] = last_modified
+    if lookup.upstream_headers.keys() & {"If-None-Match", "If-Modified-Since"}:
+        lookup.revalidating = entry
+
+
+def _record_hit(token_id: str) -> None:
+    if not token_id:
+        return
+    try:
+        from .usage import record_cache_hit
+    except ImportError:  # the usage batcher arrives with the proxy view
+        return
+    record_cache_hit(token_id)
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+def _now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def serve(request, entry: CachedResponse, key: str, status: str) -> HttpResponse:
+    """A cached answer with this request's own X-Request-ID, CORS headers, Date and Age."""
+    not_modified = status == CONDITIONAL_HIT
+    body = b"" if not_modified or request.method == "HEAD" else entry.body
+    response = HttpResponse(body, status=304 if not_modified else entry.status_code)
+    del response.headers["Content-Type"]
+    for name, values in entry.headers.items():
+        response.headers[name] = ", ".join(values)
+    if not not_modified:
+        response.headers["Content-Length"] = str(len(entry.body))
+    now = _now_rfc3339()
+    response.headers["Date"] = http_date()
+    response.headers["Age"] = str(max(0, int(time.time() - entry.stored_at)))
+    response.headers["X-Proxy"] = "llm-proxy"
+    response.headers["X-Proxy-Received-At"] = now
+    response.headers["X-Proxy-First-Response-At"] = now
+    response.headers["X-Proxy-Final-Response-At"] = now
+    request_id = getattr(request, "proxy_request_id", "")
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    _add_cors(request, response)
+    annotate(response.headers, status, key)
+    return response
+
+
+def _add_cors(request, response) -> None:
+    origin = request.META.get("HTTP_ORIGIN", "")
+    if not origin:
+        return
+    try:
+        from .cors import echo
+    except ImportError:  # CORS helpers arrive with the proxy view
+        return
+    echo(response, origin)
+
+
+def annotate(headers, status: str, key: str = "", debug: str = "") -> None:
+    """The cache's own headers: X-PROXY-CACHE, X-PROXY-CACHE-KEY, Cache-Status and, on a miss, why."""
+    headers["X-PROXY-CACHE"] = status
+    if key:
+        headers["X-PROXY-CACHE-KEY"] = key
+    headers["Cache-Status"] = f"llm-proxy; {status}"
+    if debug:
+        headers["X-CACHE-DEBUG"] = debug
+
+
+# --- storing -----------------------------------------------------------------------------------
+
+
+async def astore(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
+    """Decide whether to keep the upstream answer, keep it, and annotate it (reference §7.3)."""
+    if not lookup.enabled:
+        return answer
+    if not lookup.key:
+        return _annotated(answer, MISS)
+    if answer.status == 304 and lookup.revalidating is not None:
+        return await _refreshed(lookup, answer)
+    headers = answer.headers
+    content_type = _first(headers, "Content-Type")
+    decision = rules.store_decision(
+        status=answer.status,
+        response_cc=_first(headers, "Cache-Control"),
+        vary=_first(headers, "Vary"),
+        is_stream="text/event-stream" in content_type.lower(),
+        forced_ttl=lookup.forced_ttl,
+        default_ttl=settings.HTTP_CACHE_DEFAULT_TTL,
+        stream_caching=settings.HTTP_CACHE_STREAM_RESPONSES,
+        request_no_store=lookup.request_no_store,
+    )
+    if not decision.ttl:
+        return _annotated(answer, lookup.outcome, lookup.key, decision.reason)
+    if _too_large(_first(headers, "Content-Length")):
+        return _annotated(answer, lookup.outcome, lookup.key, "too-large")
+    if "text/event-stream" in content_type.lower():
+        answer.body = _tee_stream(lookup, answer.status, answer.headers, answer.body, decision)
+        return _annotated(answer, MISS, lookup.key, "streaming-response")
+    return await _store_whole(lookup, answer, decision)
+
+
+async def _store_whole(lookup: CacheLookup, answer: UpstreamAnswer, decision) -> UpstreamAnswer:
+    """Read the (small, non-streamed) body before answering, so that "stored" is true when the client reads it."""
+    limit = settings.HTTP_CACHE_MAX_OBJECT_BYTES
+    chunks, size, failure = [], 0, None
+    iterator = aiter(answer.body)
+    try:
+        async for chunk in iterator:
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                break
+    except Exception as exc:  # re-raised in the relayed body, where the view handles upstream failures
+        failure = exc
+    answer.body = _replay(chunks, iterator if size > limit else None, failure)
+    if failure is not None or size > limit:
+        return _annotated(answer, lookup.outcome, lookup.key, "too-large" if failure is None else "incomplete")
+    stored = await _put(lookup, answer.status, answer.headers, b"".join(chunks), decision)
+    if not stored:
+        return _annotated(answer, lookup.outcome, lookup.key, "store-failed")
+    return _annotated(answer, STORED, lookup.key)
+
+
+async def _replay(chunks: list[bytes], rest, failure: Exception | None) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+    if failure is not None:
+        raise failure
+    if rest is not None:
+        async for chunk in rest:
+            yield chunk
+
+
+async def _tee_stream(lookup: CacheLookup, status: int, headers, body, decision) -> AsyncIterator[bytes]:
+    """Pass an SSE stream through untouched; store it only when it completed and fits (never truncated)."""
+    limit = settings.HTTP_CACHE_MAX_OBJECT_BYTES
+    captured: list[bytes] | None = []
+    size = 0
+    async for chunk in body:
+        if captured is not None:
+            size += len(chunk)
+            if size <= limit:
+                captured.append(chunk)
+            else:
+                captured = None  # too big: relay the rest without keeping it
+        yield chunk
+    # reached only when the upstream ended the stream normally (not on error, disconnect or cancellation)
+    if captured is not None:
+        await _put(lookup, status, headers, b"".join(captured), decision)
+
+
+async def _refreshed(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
+    """Upstream confirmed our entry (304 to the proxy's own conditional): serve it, with refreshed metadata."""
+    entry = lookup.revalidating
+    refreshed = dict(entry.headers)
+    for name, value in answer.headers:
+        if name.lower() in {"cache-control", "etag", "expires", "last-modified", "vary"}:
+            refreshed[name] = [value]
+    merged = [(name, value) for name, values in refreshed.items() for value in values]
+    decision = rules.store_decision(
+        status=entry.status_code,
+        response_cc=_first(merged, "Cache-Control"),
+        vary=_first(merged, "Vary"),
+        is_stream=False,
+        forced_ttl=lookup.forced_ttl,
+        default_ttl=settings.HTTP_CACHE_DEFAULT_TTL,
+        stream_caching=settings.HTTP_CACHE_STREAM_RESPONSES,
+        request_no_store=lookup.request_no_store,
+    )
+    result = UpstreamAnswer(entry.status_code, merged, _replay([entry.body], None, None))
+    if decision.ttl and await _put(lookup, entry.status_code, merged, entry.body, decision):
+        return _annotated(result, STORED, lookup.key, "revalidated")
+    return _annotated(result, MISS, lookup.key, "revalidated")
+
+
+async def _put(lookup: CacheLookup, status: int, headers, body: bytes, decision) -> bool:
+    vary = _first(headers, "Vary")
+    entry = CachedResponse(
+        status_code=status,
+        headers=rules.stored_headers(headers, decision),
+        body=body,
+        vary=vary,
+        vary_key=rules.vary_key(vary, lookup.vary_get) if lookup.vary_get else "",
+    )
+    stored = await get_backend().aset(scoped_key(lookup.project_id, lookup.key), entry, decision.ttl)
+    if stored:
+        metrics.count("cache_stores")
+    return stored
+
+
+def _annotated(answer: UpstreamAnswer, status: str, key: str = "", debug: str = "") -> UpstreamAnswer:
+    extra: dict[str, str] = {}
+    annotate(extra, status, key, debug)
+    answer.headers = [(n, v) for n, v in answer.headers if n.lower() not in {k.lower() for k in extra}]
+    answer.headers.extend(extra.items())
+    return answer
+
+
+def _first(headers, name: str) -> str:
+    lowered = name.lower()
+    return next((value for key, value in headers if key.lower() == lowered), "")
+
+
+def _too_large(content_length: str) -> bool:
+    return content_length.isdigit() and int(content_length) > settings.HTTP_CACHE_MAX_OBJECT_BYTES
+
+
+@lifecycle.on_shutdown
+async def _close_backend() -> None:
+    if settings.HTTP_CACHE_ENABLED:
+        await get_backend().aclose()

@@ -1,0 +1,73 @@
+"""Purging the response cache: shared by `POST /manage/cache/purge` and `manage.py cache_purge` (reference §7.5)."""
+
+import re
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+
+from audit.logger import AuditContext, audit_log
+
+from . import cache_rules as rules
+from .cache_backends import get_backend
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class PurgeError(Exception):
+    """A purge the caller must fix (or that the backend could not do); `reason` goes to the audit log."""
+
+    def __init__(self, message: str, *, reason: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.status = status
+
+
+def purge_key(method: str, url: str) -> str:
+    """The key an exact purge deletes: the request `method url` with no headers and no body (reference)."""
+    path, query = _split_url(url)
+    method = method.strip().upper()
+    return rules.cache_key("GET" if method == "HEAD" else method, path, query, lambda name: "")
+
+
+def cache_purge(*, method: str, url: str, prefix: str = "", ctx: AuditContext | None = None) -> dict:
+    """Delete one request's entry in every project (`{"deleted": bool}`) or every key starting with `prefix`
+    (`{"deleted": n}`)."""
+    if not settings.HTTP_CACHE_ENABLED:
+        raise purge_failed(ctx, PurgeError("caching is disabled", reason="caching_disabled"))
+    if not (method or "").strip() or not (url or "").strip():
+        raise purge_failed(ctx, PurgeError("method and url are required", reason="missing_fields"))
+    try:
+        key = purge_key(method, url)
+    except ValueError:
+        raise purge_failed(ctx, PurgeError("invalid URL", reason="invalid_url")) from None
+    try:
+        if prefix:
+            deleted = get_backend().purge(prefix, prefix=True)
+            details = {"purge_type": "prefix", "prefix": prefix, "deleted": deleted}
+        else:
+            deleted = get_backend().purge(key) > 0
+            details = {"purge_type": "exact", "method": method, "url": url, "cache_key": key, "deleted": deleted}
+    except Exception as exc:  # Redis unreachable and the like: the operator must know nothing was purged
+        error = PurgeError("cache backend unavailable", reason="backend_error", status=503)
+        raise purge_failed(ctx, error, error_text=type(exc).__name__) from exc
+    audit_log("cache.purge", "success", ctx, details=details)
+    return {"deleted": deleted}
+
+
+def purge_failed(ctx: AuditContext | None, error: PurgeError, *, error_text: str = "") -> PurgeError:
+    """Audit a refused purge and hand the error back for raising."""
+    details = {"reason": error.reason}
+    if error_text:
+        details["error"] = error_text
+    audit_log("cache.purge", "failure", ctx, reason=error.reason, details=details)
+    return error
+
+
+def _split_url(url: str) -> tuple[str, str]:
+    """Path (decoded, as the proxy sees it) and raw query of `url`; ValueError when Go's url.Parse would refuse it."""
+    if _CONTROL.search(url) or _BAD_ESCAPE.search(url):
+        raise ValueError(url)
+    parts = urlsplit(url.strip())
+    return unquote(parts.path), parts.query
