@@ -1,0 +1,50 @@
+"""The admin site: Django's own, with the proxy's headline counts on the index page.
+
+Installed as `llmproxy.admin.ProxyAdminConfig` in place of `django.contrib.admin`, so `admin.site`
+(used by every `@admin.register` and by `llmproxy/urls.py`) is a `ProxyAdminSite`.
+This module is imported while the app registry loads: model imports stay inside functions.
+"""
+
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+from django.db.models import Sum
+
+
+def audit_context(request):
+    """The audit context of a change made in the admin: the admin user is the actor."""
+    from audit.logger import AuditContext
+
+    return AuditContext.from_request(request, actor=f"admin:{request.user.get_username()}")
+
+
+def adopt(obj, saved) -> None:
+    """Turn the admin's unsaved `obj` into the row a service just created, so the admin's redirects and logs work."""
+    obj.pk = saved.pk
+    obj.refresh_from_db()
+    obj._state.adding = False
+
+
+def dashboard_counts() -> dict:
+    """Projects, tokens, active tokens (active and not expired) and total requests: the reference dashboard's cards."""
+    from projects.models import Project
+    from tokens.models import Token
+
+    return {
+        "projects": Project.objects.count(),
+        "tokens": Token.objects.count(),
+        "active_tokens": Token.objects.active().count(),
+        "total_requests": Token.objects.aggregate(total=Sum("request_count"))["total"] or 0,
+    }
+
+
+class ProxyAdminSite(admin.AdminSite):
+    site_header = "LLM Proxy administration"
+    site_title = "LLM Proxy admin"
+    index_title = "Dashboard"
+
+    def index(self, request, extra_context=None):
+        return super().index(request, {"proxy_counts": dashboard_counts(), **(extra_context or {})})
+
+
+class ProxyAdminConfig(AdminConfig):
+    default_site = "llmproxy.admin.ProxyAdminSite"
