@@ -1,0 +1,45 @@
+"""The usage dashboard in the admin: listed on the index as Dispatch › Usage, read-only.
+
+Registering the rollup model gives the page its admin URL, permission (`dispatch.view_usagerollup`)
+and index link; its list view is replaced by the dashboard (charts and tables from the hourly rollups).
+"""
+
+from django.conf import settings
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+
+from dispatch.models import UsageRollup
+from dispatch.usage_report import WINDOWS, usage_report
+from projects.models import Project
+
+
+@admin.register(UsageRollup)
+class UsageDashboardAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        window = request.GET.get("window", "24h")
+        project_id = request.GET.get("project", "")
+        report = usage_report(window, project_id=project_id)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Usage",
+            "opts": self.model._meta,
+            "report": report,
+            "windows": [(key, label) for key, (label, _span) in WINDOWS.items()],
+            "project_filter": project_id,
+            "retention_days": settings.USAGE_RETENTION_DAYS,
+            "project_choices": [(str(pk), name) for pk, name in Project.objects.values_list("id", "name")],
+            "chart_data": {"series": report["series"], "projects": report["projects"][:20]},
+        }
+        return TemplateResponse(request, "admin/usage_dashboard.html", context)
