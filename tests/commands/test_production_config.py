@@ -1,0 +1,76 @@
+"""Start-up configuration, checked the way an operator meets it: real processes with a real environment."""
+
+import base64
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+MANAGE = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+# Every variable these tests set or that would change their outcome; removed from the inherited environment.
+CONTROLLED = [
+    "DJANGO_DEBUG",
+    "SECRET_KEY",
+    "ENCRYPTION_KEY",
+    "REQUIRE_ENCRYPTION_KEY",
+    "MANAGEMENT_TOKEN",
+    "ALLOWED_HOSTS",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_HSTS_PRELOAD",
+    "SESSION_COOKIE_SECURE",
+    "CSRF_COOKIE_SECURE",
+    "REDIS_STREAM_BLOCK_TIME",
+    "HTTP_CACHE_ENABLED",
+]
+PRODUCTION = {
+    "SECRET_KEY": secrets.token_urlsafe(50),
+    "ENCRYPTION_KEY": base64.b64encode(os.urandom(32)).decode(),
+    "REQUIRE_ENCRYPTION_KEY": "true",
+    "MANAGEMENT_TOKEN": secrets.token_hex(16),
+    "ALLOWED_HOSTS": "proxy.example.com",
+    "SECURE_SSL_REDIRECT": "true",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+    "SECURE_HSTS_PRELOAD": "true",
+    "SESSION_COOKIE_SECURE": "true",
+    "CSRF_COOKIE_SECURE": "true",
+}
+
+
+def run(command, **env):
+    base = {k: v for k, v in os.environ.items() if k not in CONTROLLED and k != "DJANGO_SETTINGS_MODULE"}
+    return subprocess.run(
+        command, env={**base, **env}, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=90
+    )
+
+
+def test_check_deploy_is_clean_for_a_production_configuration():
+    result = run([*MANAGE, "check", "--deploy", "--fail-level", "WARNING"], **PRODUCTION)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("REDIS_STREAM_BLOCK_TIME", "abc", "REDIS_STREAM_BLOCK_TIME='abc' is not a duration"),
+        ("HTTP_CACHE_ENABLED", "maybe", "HTTP_CACHE_ENABLED='maybe' is not a boolean"),
+    ],
+)
+def test_an_invalid_value_stops_start_up_naming_the_variable(name, value, message):
+    result = run([*MANAGE, "check"], **{name: value})
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_the_server_refuses_to_start_without_a_management_token():
+    daphne = str(Path(sys.executable).parent / "daphne")
+    result = run([daphne, "-b", "127.0.0.1", "-p", "0", "llmproxy.asgi:application"])
+    assert result.returncode != 0
+    assert "MANAGEMENT_TOKEN" in result.stderr.splitlines()[-1]  # the last line: the reason it stopped
