@@ -70,7 +70,11 @@ async def main(requests: int) -> None:
     settings.FILE_EVENT_LOG = ""
     settings.ALLOWED_HOSTS = ["*"]
     results = {}
-    for label, bus in (("no middleware", "in-memory"), ("in-memory bus", "in-memory"), ("redis-streams", "redis-streams")):
+    for label, bus in (
+        ("no middleware", "in-memory"),
+        ("in-memory bus", "in-memory"),
+        ("redis-streams", "redis-streams"),
+    ):
         settings.LLM_PROXY_EVENT_BUS = bus
         settings.REDIS_STREAM_KEY = f"bench-events-{uuid.uuid4().hex}"
         reset_for_tests()
