@@ -1,0 +1,221 @@
+"""The drain loop shared by the Celery tasks and `manage.py dispatcher`.
+
+Read a batch through the service's consumer group, transform, send, and XACK only what the service
+accepted. Transient failures are retried (3 times, 1 s / 2 s / 4 s, capped at 30 s); permanent ones,
+and those that exhaust their retries, go to the dead-letter stream and are then acknowledged.
+After a restart the consumer's own pending entries come first; entries a crashed consumer left
+pending are claimed once idle for REDIS_STREAM_CLAIM_TIME.
+"""
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dispatch.backends import Backend, DeliveryError
+from dispatch.streams import REPLAY_FIELD, DeadLetters, message_time
+from instrumentation.bus import Message, StreamConsumer
+from instrumentation.events import Event
+
+logger = logging.getLogger("dispatch")
+
+RETRIES = 3
+MAX_BACKOFF = 30.0
+
+
+@dataclass
+class Item:
+    """One stream entry on its way to the service."""
+
+    message_id: str
+    data: str
+    payload: dict
+
+
+@dataclass
+class DrainOptions:
+    service: str
+    group: str
+    consumer: str
+    batch_size: int = 100
+    block_seconds: float = 1.0
+    claim_seconds: float = 30.0
+    retry_base: float = 1.0
+    batch_wait: float = 0.0  # how long to wait for a partial batch to fill
+
+
+class Drainer:
+    def __init__(
+        self,
+        backend: Backend,
+        consumer: StreamConsumer,
+        dead_letters: DeadLetters,
+        options: DrainOptions,
+        *,
+        stop: threading.Event | None = None,
+        heartbeat: Callable[[], object] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.consumer = consumer
+        self.dead_letters = dead_letters
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.heartbeat = heartbeat or (lambda: None)
+        self.recovering = True  # own pending entries first (a restart after a crash)
+        self.last_claim = 0.0
+        self.delivered = 0
+        self.dead = 0
+
+    def start(self) -> "Drainer":
+        self.consumer.ensure_group(self.options.group)
+        return self
+
+    def run(self, *, seconds: float | None = None, until_idle: bool = False) -> int:
+        """Drain until stopped, `seconds` passed or (until_idle) nothing new came; returns entries handled."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        handled = 0
+        while not self.stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            count = self.step(remaining)
+            handled += count
+            if count == 0 and until_idle:
+                break
+        return handled
+
+    def step(self, max_wait: float | None = None) -> int:
+        """Gather one batch (waiting at most `max_wait` seconds for new entries) and deliver it."""
+        messages = self._gather(max_wait)
+        if messages:
+            self.deliver(messages)
+        return len(messages)
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def _gather(self, max_wait: float | None) -> list[Message]:
+        o = self.options
+        if self.recovering:
+            own = self.consumer.read(o.group, o.consumer, o.batch_size, None, pending=True)
+            if own:
+                return own
+            self.recovering = False
+        if time.monotonic() - self.last_claim >= min(o.claim_seconds, 5.0):
+            claimed = self._claim()
+            if claimed:
+                return claimed
+        block = o.block_seconds if max_wait is None else min(o.block_seconds, max_wait)
+        messages = self.consumer.read(o.group, o.consumer, o.batch_size, max(1, int(block * 1000)))
+        if messages and o.batch_wait > 0:
+            messages += self._fill(len(messages), time.monotonic() + o.batch_wait)
+        elif not messages:
+            messages = self._claim()
+        return messages
+
+    def _fill(self, have: int, deadline: float) -> list[Message]:
+        """Keep reading until the batch is full, the wait is over, or we are asked to stop (then send what we have)."""
+        o = self.options
+        more: list[Message] = []
+        while have + len(more) < o.batch_size and not self.stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            block_ms = max(1, int(min(left, o.block_seconds, 0.5) * 1000))
+            more += self.consumer.read(o.group, o.consumer, o.batch_size - have - len(more), block_ms)
+        return more
+
+    def _claim(self) -> list[Message]:
+        o = self.options
+        self.last_claim = time.monotonic()
+        claimed = self.consumer.claim(o.group, o.consumer, int(o.claim_seconds * 1000), o.batch_size)
+        if claimed:
+            logger.warning("%s: claimed %d entries left pending by another consumer", o.service, len(claimed))
+        return claimed
+
+    # --- delivering -------------------------------------------------------------------------------
+
+    def deliver(self, messages: list[Message]) -> None:
+        items, skipped, broken = self._prepare(messages)
+        if broken:
+            self._dead_letter(broken)
+        if skipped:
+            self.consumer.ack(self.options.group, skipped)
+        if items:
+            self._send_with_retries(items)
+
+    def _prepare(self, messages: list[Message]) -> tuple[list[Item], list[str], list[tuple[str, str, str]]]:
+        items, skipped, broken = [], [], []
+        for message_id, data in messages:
+            try:
+                raw = json.loads(data)
+                event = Event.from_dict(raw)
+            except (ValueError, TypeError, AttributeError) as exc:
+                broken.append((message_id, data, f"unparseable event: {exc}"))
+                continue
+            replay = raw.get(REPLAY_FIELD) if isinstance(raw.get(REPLAY_FIELD), dict) else {}
+            if replay and replay.get("service") != self.options.service:
+                skipped.append(message_id)  # re-queued for another service
+                continue
+            received = message_time(replay.get("stream_id") or message_id)
+            try:
+                payload = self.backend.payload(event, received)
+            except Exception as exc:  # a transform bug must not block the stream: keep the event, move on
+                logger.exception("%s: cannot transform event %s", self.options.service, event.request_id)
+                broken.append((message_id, data, f"transform failed: {type(exc).__name__}: {exc}"))
+                continue
+            if payload is None:
+                skipped.append(message_id)  # not dispatched (only POST events are)
+            else:
+                items.append(Item(message_id, data, payload))
+        return items, skipped, broken
+
+    def _send_with_retries(self, items: list[Item]) -> None:
+        attempt = 0
+        while items:
+            self.heartbeat()
+            try:
+                self.backend.send([item.payload for item in items])
+                self._accept(items)
+                return
+            except DeliveryError as exc:
+                items = self._settle(items, exc, final=attempt >= RETRIES)
+            if not items:
+                return
+            delay = min(self.options.retry_base * 2**attempt, MAX_BACKOFF)
+            logger.warning(
+                "%s: %d events not accepted, retry %d in %.1fs", self.options.service, len(items), attempt + 1, delay
+            )
+            if self.stop.wait(delay):
+                return  # stopping: the entries stay pending and come back first on the next start
+            attempt += 1
+
+    def _settle(self, items: list[Item], error: DeliveryError, *, final: bool) -> list[Item]:
+        """Ack what was accepted, dead-letter what failed for good; return what to retry."""
+        failures = error.failures if error.failures is not None else {i: error for i in range(len(items))}
+        self._accept([item for i, item in enumerate(items) if i not in failures])
+        retry, dead = [], []
+        for index, failure in sorted(failures.items()):
+            item = items[index]
+            if failure.permanent:
+                dead.append((item.message_id, item.data, f"rejected: {failure}"))
+            elif final:
+                dead.append((item.message_id, item.data, f"gave up after {RETRIES + 1} attempts: {failure}"))
+            else:
+                retry.append(item)
+        if dead:
+            self._dead_letter(dead)
+        return retry
+
+    def _accept(self, items: list[Item]) -> None:
+        if items:
+            self.consumer.ack(self.options.group, [item.message_id for item in items])
+            self.delivered += len(items)
+
+    def _dead_letter(self, entries: list[tuple[str, str, str]]) -> None:
+        # Recorded before the ack: if Redis fails in between, the entry is redelivered, never lost.
+        self.dead_letters.add(self.options.service, entries)
+        self.consumer.ack(self.options.group, [message_id for message_id, _, _ in entries])
+        self.dead += len(entries)
+        logger.error(
+            "%s: %d events moved to %s: %s", self.options.service, len(entries), self.dead_letters.key, entries[0][2]
+        )

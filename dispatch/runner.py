@@ -1,0 +1,71 @@
+"""Builds drainers from settings: one Celery cycle per service at a time, or the CLI's long-running loop."""
+
+import threading
+from collections.abc import Callable
+
+from django.conf import settings
+
+from dispatch.backends import create_backend
+from dispatch.drain import Drainer, DrainOptions
+from dispatch.streams import DeadLetters, ServiceLock, consumer_name_for, group_for
+from instrumentation.bus import StreamConsumer, get_consumer
+
+CYCLE_SECONDS = 10.0  # one Celery task drains at most this long, then frees its worker slot
+LOCK_TTL = 60.0  # renewed before every send attempt; longer than one HTTP attempt (30 s)
+
+_consumers: dict[tuple[str, str], StreamConsumer] = {}
+_consumers_lock = threading.Lock()
+
+
+def stream_consumer() -> StreamConsumer:
+    """The process's consumer for the configured stream (one connection pool, reused by every cycle)."""
+    key = (settings.REDIS_URL, settings.REDIS_STREAM_KEY)
+    with _consumers_lock:
+        if key not in _consumers:
+            _consumers[key] = get_consumer()
+        return _consumers[key]
+
+
+def build_drainer(
+    service: str,
+    *,
+    cli: bool = False,
+    endpoint: str | None = None,
+    api_key: str | None = None,
+    batch_size: int | None = None,
+    stop: threading.Event | None = None,
+    heartbeat: Callable[[], object] | None = None,
+) -> Drainer:
+    """A started drainer for `service`. Raises BackendConfigError for a missing key or path."""
+    backend = create_backend(service, endpoint=endpoint, api_key=api_key, cli=cli)
+    options = DrainOptions(
+        service=service,
+        group=group_for(service, cli=cli),
+        consumer=consumer_name_for(service, cli=cli),
+        batch_size=batch_size or settings.DISPATCHER_BATCH_SIZE,
+        # Short blocking reads so a stop request or the end of a cycle is noticed within a second.
+        block_seconds=min(settings.REDIS_STREAM_BLOCK_TIME, 1.0),
+        claim_seconds=settings.REDIS_STREAM_CLAIM_TIME,
+        retry_base=settings.DISPATCHER_RETRY_BASE,
+        batch_wait=settings.DISPATCHER_FLUSH_INTERVAL if backend.batch_wait is None else backend.batch_wait,
+    )
+    try:
+        return Drainer(backend, stream_consumer(), DeadLetters(), options, stop=stop, heartbeat=heartbeat).start()
+    except Exception:
+        backend.close()
+        raise
+
+
+def run_cycle(service: str, *, seconds: float = CYCLE_SECONDS) -> int:
+    """One bounded drain of `service`, unless another worker is draining it; returns entries handled."""
+    lock = ServiceLock(service, ttl=LOCK_TTL)
+    if not lock.acquire():
+        return 0
+    drainer = None
+    try:
+        drainer = build_drainer(service, heartbeat=lock.extend)
+        return drainer.run(seconds=seconds, until_idle=True)
+    finally:
+        if drainer is not None:
+            drainer.backend.close()
+        lock.release()

@@ -1,0 +1,137 @@
+"""Thin Redis helpers the dispatchers need beside the bus's consumer: dead letters, replay and a service lock.
+
+Reading the event stream itself goes through `instrumentation.bus.get_consumer()`.
+"""
+
+import json
+import os
+import socket
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import redis
+from django.conf import settings
+
+GROUP_PREFIX = "llm-proxy-dispatchers-"
+# Added to an event's JSON by `dispatch_replay`: only this service delivers it again (the Go reader ignores it).
+REPLAY_FIELD = "Replay"
+
+_clients: dict[str, redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+def client(url: str | None = None) -> redis.Redis:
+    url = url or settings.REDIS_URL
+    with _clients_lock:
+        if url not in _clients:
+            _clients[url] = redis.Redis.from_url(
+                url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
+            )
+        return _clients[url]
+
+
+def group_for(service: str, *, cli: bool = False) -> str:
+    """The consumer group: one per service (fan-out); REDIS_CONSUMER_GROUP overrides it for the CLI only."""
+    if cli and settings.REDIS_CONSUMER_GROUP:
+        return settings.REDIS_CONSUMER_GROUP
+    return GROUP_PREFIX + service
+
+
+def consumer_name_for(service: str, *, cli: bool = False) -> str:
+    if cli and settings.REDIS_CONSUMER_NAME:
+        return settings.REDIS_CONSUMER_NAME
+    return f"dispatcher-{service}-{socket.gethostname()}-{os.getpid()}"
+
+
+def dead_letter_key(stream_key: str | None = None) -> str:
+    return f"{stream_key or settings.REDIS_STREAM_KEY}:dead-letter"
+
+
+def message_time(message_id: str) -> datetime | None:
+    """When the entry was added to the stream (its id is `<unix ms>-<seq>`)."""
+    try:
+        return datetime.fromtimestamp(int(message_id.split("-", 1)[0]) / 1000, tz=UTC)
+    except (ValueError, IndexError):
+        return None
+
+
+class DeadLetters:
+    """`<REDIS_STREAM_KEY>:dead-letter`: entries with fields `data` (the event as published), `service`,
+    `reason` and `stream_id` (the entry's id on the event stream). Never trimmed."""
+
+    def __init__(self, stream_key: str | None = None, url: str | None = None) -> None:
+        self.stream_key = stream_key or settings.REDIS_STREAM_KEY
+        self.key = dead_letter_key(self.stream_key)
+        self.client = client(url)
+
+    def add(self, service: str, entries: list[tuple[str, str, str]]) -> None:
+        """Record (stream id, data, reason) entries in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for stream_id, data, reason in entries:
+            pipe.xadd(self.key, {"data": data, "service": service, "reason": reason[:1000], "stream_id": stream_id})
+        pipe.execute()
+
+    def entries(self, service: str | None = None, batch: int = 500):
+        """(dead-letter id, fields) of `service` (all when None), oldest first."""
+        start = "-"
+        while True:
+            chunk = self.client.xrange(self.key, start, "+", count=batch)
+            for entry_id, fields in chunk:
+                if service is None or fields.get("service") == service:
+                    yield entry_id, fields
+            if len(chunk) < batch:
+                return
+            start = "(" + chunk[-1][0]
+
+    def count(self, service: str) -> int:
+        return sum(1 for _ in self.entries(service))
+
+    def replay(self, service: str, limit: int | None = None) -> int:
+        """Put dead letters of `service` back on the event stream for that service only; returns how many."""
+        moved = 0
+        for entry_id, fields in self.entries(service):
+            if limit is not None and moved >= limit:
+                break
+            data = _mark_replay(fields["data"], service, fields.get("stream_id", ""))
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xadd(self.stream_key, {"data": data}, maxlen=settings.REDIS_STREAM_MAX_LEN or None, approximate=True)
+            pipe.xdel(self.key, entry_id)
+            pipe.execute()
+            moved += 1
+        return moved
+
+
+def _mark_replay(data: str, service: str, stream_id: str) -> str:
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return data  # stays unparseable; it will come back here with the same reason
+    if isinstance(event, dict):
+        event[REPLAY_FIELD] = {"service": service, "stream_id": stream_id}
+        return json.dumps(event, separators=(",", ":"))
+    return data
+
+
+class ServiceLock:
+    """One drain cycle per service at a time across all workers: SET NX PX with a token, renewed while working."""
+
+    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+    _EXTEND = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+    )
+
+    def __init__(self, service: str, *, ttl: float, stream_key: str | None = None) -> None:
+        self.key = f"{stream_key or settings.REDIS_STREAM_KEY}:dispatch-lock:{service}"
+        self.ttl_ms = int(ttl * 1000)
+        self.token = uuid.uuid4().hex
+        self.client = client()
+
+    def acquire(self) -> bool:
+        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
+
+    def extend(self) -> bool:
+        return bool(self.client.eval(self._EXTEND, 1, self.key, self.token, self.ttl_ms))
+
+    def release(self) -> None:
+        self.client.eval(self._RELEASE, 1, self.key, self.token)

@@ -1,0 +1,21 @@
+"""Celery tasks: beat schedules one `drain_service` per service in DISPATCH_SERVICES every DISPATCH_INTERVAL."""
+
+import redis
+from celery import shared_task
+
+from dispatch.runner import CYCLE_SECONDS, run_cycle
+
+
+@shared_task(
+    name="dispatch.tasks.drain_service",
+    ignore_result=True,
+    # A cycle ends after CYCLE_SECONDS, but a batch in progress may need its retries (4 x 30 s timeouts + 7 s).
+    soft_time_limit=CYCLE_SECONDS + 150,
+    time_limit=CYCLE_SECONDS + 180,
+    autoretry_for=(redis.ConnectionError,),
+    retry_backoff=True,
+    max_retries=3,
+)
+def drain_service(service: str) -> int:
+    """Drain `service`'s consumer group for one bounded cycle (a no-op while another worker drains it)."""
+    return run_cycle(service)

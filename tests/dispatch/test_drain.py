@@ -1,0 +1,180 @@
+import json
+import time
+
+from django.core.management import call_command
+
+from dispatch.backends import create_backend
+from dispatch.backends.memory import MemoryBackend
+from dispatch.drain import Drainer, DrainOptions
+from dispatch.runner import build_drainer
+from dispatch.streams import DeadLetters, message_time
+from dispatch.transform import iso, run_id
+from instrumentation.bus import get_consumer
+from tests.dispatch.factories import chat_event, stream_event
+from tests.support.fake_services import LUNARY_KEY
+
+
+def drainer_for(backend, *, service="memory", consumer="c1", batch_size=100, claim_seconds=0.3, batch_wait=0.0):
+    options = DrainOptions(
+        service=service,
+        group=f"llm-proxy-dispatchers-{service}",
+        consumer=consumer,
+        batch_size=batch_size,
+        block_seconds=0.1,
+        claim_seconds=claim_seconds,
+        retry_base=0.01,
+        batch_wait=batch_wait,
+    )
+    return Drainer(backend, get_consumer(), DeadLetters(), options).start()
+
+
+def test_events_reach_the_file_and_are_acknowledged(stream, tmp_path):
+    path = tmp_path / "events.jsonl"
+    drainer = build_drainer("file", cli=True, endpoint=str(path))
+    events = [chat_event(), stream_event(), chat_event()]
+    stream.publish(*events)
+    assert drainer.run(until_idle=True) == 3
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["runId"] for line in lines] == [run_id(e) for e in events]
+    assert stream.pending("llm-proxy-dispatchers-file") == 0
+
+
+def test_batches_hold_at_most_batch_size_events(stream):
+    backend = MemoryBackend()
+    stream.publish(*[chat_event() for _ in range(10)])
+    drainer_for(backend, batch_size=4).run(until_idle=True)
+    assert [len(batch) for batch in backend.batches] == [4, 4, 2]
+
+
+def test_a_partial_batch_waits_for_more_events_then_goes_out(stream):
+    backend = MemoryBackend()
+    stream.publish(*[chat_event() for _ in range(3)])
+    drainer_for(backend, batch_size=5, batch_wait=0.3).run(until_idle=True)
+    assert [len(batch) for batch in backend.batches] == [3]
+
+
+def test_a_transient_failure_is_retried_then_delivered_once(stream):
+    backend = MemoryBackend()
+    backend.fail_next(2)
+    events = [chat_event() for _ in range(3)]
+    stream.publish(*events)
+    drainer_for(backend).run(until_idle=True)
+    assert backend.attempts == 3
+    assert [p["runId"] for p in backend.sent] == [run_id(e) for e in events]
+    assert stream.pending("llm-proxy-dispatchers-memory") == 0
+    assert stream.dead_letters() == []
+
+
+def test_a_permanent_failure_goes_to_the_dead_letter_stream_and_is_acknowledged(stream):
+    backend = MemoryBackend()
+    backend.fail_next(permanent=True, message="400 bad payload")
+    event = chat_event()
+    stream.publish(event)
+    drainer_for(backend).run(until_idle=True)
+    [dead] = stream.dead_letters()
+    assert dead["service"] == "memory"
+    assert dead["data"] == event.to_json()
+    assert "400 bad payload" in dead["reason"]
+    assert backend.attempts == 1
+    assert stream.pending("llm-proxy-dispatchers-memory") == 0
+
+
+def test_events_that_exhaust_their_retries_are_dead_lettered(stream):
+    backend = MemoryBackend()
+    backend.fail_next(4, message="503 service unavailable")
+    stream.publish(chat_event())
+    drainer_for(backend).run(until_idle=True)
+    assert backend.attempts == 4  # the first try and 3 retries
+    [dead] = stream.dead_letters()
+    assert dead["reason"].startswith("gave up after 4 attempts") and "503" in dead["reason"]
+
+
+def test_only_the_refused_runs_of_a_lunary_batch_are_dead_lettered(stream, fake_lunary):
+    backend = create_backend("lunary", endpoint=f"{fake_lunary.url}/v1/runs/ingest", api_key=LUNARY_KEY)
+    good, refused = chat_event(), chat_event()
+    stream.publish(good, refused)
+    backend.payload = _with_bad_usage_for(backend.payload, run_id(refused))
+    drainer_for(backend, service="lunary").run(until_idle=True)
+    [dead] = stream.dead_letters()
+    assert json.loads(dead["data"])["RequestID"] == refused.request_id
+    assert "integer" in dead["reason"]
+    assert fake_lunary.runs[run_id(good)]["status"] == "success"
+
+
+def _with_bad_usage_for(payload, target):
+    def build(event, received_at=None):
+        result = payload(event, received_at)
+        if result["runId"] == target:
+            result["events"][1]["tokensUsage"] = {"prompt": "nine", "completion": 3}
+        return result
+
+    return build
+
+
+def test_events_other_than_post_and_unparseable_entries_do_not_block_the_stream(stream):
+    backend = MemoryBackend()
+    stream.publish(chat_event(method="GET"), chat_event())
+    stream.publish_raw("{not json")
+    drainer_for(backend).run(until_idle=True)
+    assert len(backend.sent) == 1
+    [dead] = stream.dead_letters()
+    assert dead["data"] == "{not json" and dead["reason"].startswith("unparseable event")
+    assert stream.pending("llm-proxy-dispatchers-memory") == 0
+
+
+def test_after_a_restart_the_consumer_delivers_its_own_pending_entries_first(stream):
+    consumer = get_consumer()
+    consumer.ensure_group("llm-proxy-dispatchers-memory")
+    stream.publish(*[chat_event() for _ in range(3)])
+    taken = consumer.read("llm-proxy-dispatchers-memory", "c1", 10, None)  # read, then "crashed" before the ack
+    assert len(taken) == 3
+    backend = MemoryBackend()
+    drainer_for(backend, consumer="c1", claim_seconds=60).run(until_idle=True)
+    assert len(backend.sent) == 3
+    assert stream.pending("llm-proxy-dispatchers-memory") == 0
+
+
+def test_entries_left_pending_by_a_crashed_consumer_are_claimed_after_the_claim_time(stream):
+    consumer = get_consumer()
+    consumer.ensure_group("llm-proxy-dispatchers-memory")
+    stream.publish(*[chat_event() for _ in range(3)])
+    consumer.read("llm-proxy-dispatchers-memory", "crashed", 10, None)
+    backend = MemoryBackend()
+    survivor = drainer_for(backend, consumer="survivor", claim_seconds=0.3)
+    survivor.run(until_idle=True)
+    assert backend.sent == []  # not idle long enough yet
+    time.sleep(0.35)
+    survivor.last_claim = 0
+    survivor.run(until_idle=True)
+    assert len(backend.sent) == 3
+    assert stream.pending("llm-proxy-dispatchers-memory") == 0
+
+
+def test_each_service_receives_every_event(stream, tmp_path):
+    memory = MemoryBackend()
+    file_drainer = build_drainer("file", cli=True, endpoint=str(tmp_path / "fan.jsonl"))
+    events = [chat_event() for _ in range(4)]
+    stream.publish(*events)
+    file_drainer.run(until_idle=True)
+    drainer_for(memory).run(until_idle=True)
+    assert len((tmp_path / "fan.jsonl").read_text().splitlines()) == 4
+    assert [p["runId"] for p in memory.sent] == [run_id(e) for e in events]
+
+
+def test_a_replayed_dead_letter_is_delivered_again_to_its_service_only(stream, tmp_path):
+    failing = MemoryBackend()
+    failing.fail_next(permanent=True)
+    event = chat_event()
+    [stream_id] = stream.publish(event)
+    file_drainer = build_drainer("file", cli=True, endpoint=str(tmp_path / "other.jsonl"))
+    file_drainer.run(until_idle=True)
+    drainer_for(failing).run(until_idle=True)
+    assert len(stream.dead_letters()) == 1
+
+    call_command("dispatch_replay", "--service", "memory")
+    assert stream.dead_letters() == []
+    drainer_for(failing).run(until_idle=True)
+    file_drainer.run(until_idle=True)
+    assert [p["runId"] for p in failing.sent] == [run_id(event)]
+    assert failing.sent[0]["timestamp"] == iso(message_time(stream_id))  # the original time, not the replay's
+    assert len((tmp_path / "other.jsonl").read_text().splitlines()) == 1  # the file service is not sent it twice
