@@ -81,16 +81,16 @@ class Capture:
         source = getattr(response, "_iterator", None)
         if source is None:
             return self.tee(response.streaming_content) if response.is_async else response.streaming_content
-        return self.tee(source, response.charset) if response.is_async else self.tee_sync(source, response.charset)
+        return self.tee(source) if response.is_async else self.tee_sync(source)
 
-    async def tee(self, content, charset: str = "utf-8"):
+    async def tee(self, content):
         chunks: list[bytes] = []
         room = settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES
         first_chunk_ns = 0
         try:
             async for chunk in content:
                 if type(chunk) is not bytes:
-                    chunk = _as_bytes(chunk, charset)
+                    chunk = _as_bytes(chunk)
                 if chunk and not first_chunk_ns:
                     first_chunk_ns = time.time_ns()
                 if room > 0:
@@ -101,14 +101,14 @@ class Capture:
             # No await here: this also runs from GeneratorExit when a disconnected client's stream is closed.
             self.finish(b"".join(chunks) if chunks else None, first_chunk_ns)
 
-    def tee_sync(self, content, charset: str):
+    def tee_sync(self, content):
         """The same for a synchronous iterator (e.g. a FileResponse)."""
         chunks: list[bytes] = []
         room = settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES
         first_chunk_ns = 0
         try:
             for chunk in content:
-                chunk = _as_bytes(chunk, charset)
+                chunk = _as_bytes(chunk)
                 if chunk and not first_chunk_ns:
                     first_chunk_ns = time.time_ns()
                 if room > 0:
@@ -141,11 +141,11 @@ class Capture:
             )
 
 
-def _as_bytes(chunk, charset: str) -> bytes:
-    """HttpResponseBase.make_bytes without the response."""
+def _as_bytes(chunk) -> bytes:
+    """HttpResponseBase.make_bytes without the response (text in DEFAULT_CHARSET; the proxy yields bytes)."""
     if isinstance(chunk, (bytes, memoryview, bytearray)):
         return bytes(chunk)
-    return str(chunk).encode(charset or "utf-8")
+    return str(chunk).encode(settings.DEFAULT_CHARSET)
 
 
 def _request_body(request) -> bytes | None:
@@ -159,7 +159,11 @@ def _request_body(request) -> bytes | None:
 
 def _event_headers(response_headers) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
-    for name, value in response_headers.items():
+    # ResponseHeaders keeps (name as set, value) per lower-cased name; reading that store directly is
+    # several times cheaper than its Mapping interface, which looks every key up again.
+    store = getattr(response_headers, "_store", None)
+    pairs = store.values() if isinstance(store, dict) else response_headers.items()
+    for name, value in pairs:
         key = _canonical_names.get(name)
         if key is None:
             key = _remember_canonical(name)
@@ -176,9 +180,16 @@ def _remember_canonical(name: str) -> str:
     return key
 
 
+_stamp_cache = (-1, "")
+
+
 def rfc3339_nano(ns: int) -> str:
     """Go's time.RFC3339Nano in UTC: `2024-05-01T12:00:00.123456789Z`, trailing fraction zeros dropped."""
+    global _stamp_cache
     seconds, fraction = divmod(ns, 1_000_000_000)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    cached_seconds, stamp = _stamp_cache
+    if seconds != cached_seconds:  # strftime is the slow part; requests in the same second share it
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _stamp_cache = (seconds, stamp)
     digits = f"{fraction:09d}".rstrip("0")
     return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"
