@@ -1,6 +1,7 @@
-"""ASGI entry point: `daphne llmproxy.asgi:application`.
+"""ASGI entry point: `daphne llmproxy.asgi:application` (or uvicorn/granian, see docs/architecture.md).
 
-/v1/* goes to the proxy's lean handler; everything else to Django's standard handler.
+/v1/* goes to the proxy's lean handler; everything else to Django's standard handler. The server refuses
+to start without MANAGEMENT_TOKEN or with an unusable provider config (API_CONFIG_PATH).
 """
 
 import os
@@ -14,10 +15,13 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.core.asgi import get_asgi_application  # noqa: E402
+
+from llmproxy.proxy import providers  # noqa: E402
+from llmproxy.proxy.application import Application, install_daphne_hooks  # noqa: E402
 
 if not settings.MANAGEMENT_TOKEN:
     raise ImproperlyConfigured("MANAGEMENT_TOKEN is not set: the server refuses to start without it.")
+providers.get_provider()  # raises ProviderConfigError naming the problem
 
-application = ASGIStaticFilesHandler(get_asgi_application())
+application = Application()
+install_daphne_hooks(application)

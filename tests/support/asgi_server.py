@@ -30,8 +30,14 @@ class LiveASGIServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, lifespan="auto", log_level="warning", access_log=False, loop="asyncio",
-            server_header=False, date_header=False, timeout_graceful_shutdown=5,
+            self.app,
+            lifespan="auto",
+            log_level="warning",
+            access_log=False,
+            loop="asyncio",
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)
         started = threading.Event()

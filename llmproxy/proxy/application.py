@@ -1,0 +1,167 @@
+"""The project's ASGI application: /v1 to the lean proxy handler, everything else to Django's standard one.
+
+It also owns the process lifecycle, whatever server runs it:
+- ASGI lifespan (uvicorn, granian): start-up hooks on `lifespan.startup`, shutdown hooks on `lifespan.shutdown`
+  (those servers already finish in-flight requests on SIGTERM before the lifespan shutdown);
+- Daphne, which has no lifespan and drops in-flight requests on SIGTERM: once its reactor runs, start-up hooks
+  are scheduled and SIGTERM/SIGINT are taken over for a graceful drain (stop listening, let in-flight
+  requests and streams finish up to SHUTDOWN_TIMEOUT, run the shutdown hooks, stop the reactor, exit 0);
+- any other server: start-up hooks run before the first request.
+"""
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+import uuid
+
+from django.conf import settings
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+from django.core.asgi import get_asgi_application
+
+from llmproxy import lifecycle
+
+from . import errors
+from .handler import ProxyASGIHandler, content_length
+
+logger = logging.getLogger(__name__)
+
+
+class Application:
+    def __init__(self) -> None:
+        self.proxy = ProxyASGIHandler()
+        self.django = ASGIStaticFilesHandler(get_asgi_application())
+        self.in_flight = 0
+        self.draining = False
+        self._idle: asyncio.Event | None = None  # set when in_flight drops to 0 while draining
+        self._started: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self.lifespan(receive, send)
+            return
+        started = self._started.get(asyncio.get_running_loop())
+        if started is None or not started.done():
+            await self.astartup()
+        if kind != "http":
+            await self.django(scope, receive, send)  # Django refuses websockets with a clear error
+            return
+        self.in_flight += 1
+        try:
+            if scope["path"].startswith("/v1/"):
+                await self.proxy(scope, receive, send)
+            elif content_length(scope) > settings.MAX_REQUEST_SIZE:
+                await send_too_large(scope, send)
+            else:
+                await self.django(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            if self._idle is not None and not self.in_flight:
+                self._idle.set()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def astartup(self) -> None:
+        """Run the start-up hooks once per event loop; concurrent first requests wait for the same run."""
+        try:
+            await asyncio.shield(self._start_task())
+        except Exception:
+            logger.exception("a start-up hook failed; serving anyway")
+
+    async def ashutdown(self, seconds: float | None = None) -> None:
+        self._started.pop(asyncio.get_running_loop(), None)
+        try:
+            await asyncio.wait_for(lifecycle.run_shutdown(), seconds or settings.SHUTDOWN_TIMEOUT)
+        except Exception:
+            logger.exception("a shutdown hook failed or timed out")
+
+    async def lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await asyncio.shield(self._start_task())
+                except Exception as exc:
+                    logger.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": f"start-up failed: {exc}"})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.ashutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _start_task(self) -> asyncio.Task:
+        loop = asyncio.get_running_loop()
+        if loop not in self._started:
+            self._started[loop] = loop.create_task(lifecycle.run_startup())
+        return self._started[loop]
+
+    async def adrain(self, seconds: float) -> bool:
+        """Wait until no request is in flight (streams included). False if `seconds` ran out first."""
+        self.draining = True
+        self._idle = asyncio.Event()
+        if self.in_flight:
+            try:
+                await asyncio.wait_for(self._idle.wait(), seconds)
+            except TimeoutError:
+                return False
+        return True
+
+
+async def send_too_large(scope, send) -> None:
+    """413 for /manage and the rest before Django reads the body (the proxy handler does its own)."""
+    request_id = dict(scope.get("headers", ())).get(b"x-request-id") or str(uuid.uuid4()).encode()
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    exc = errors.request_too_large()
+    await send({"type": "http.response.body", "body": errors.body(exc.error, exc.code)})
+
+
+# --- Daphne ----------------------------------------------------------------------------------------
+
+
+def install_daphne_hooks(app: Application) -> None:
+    """Under Daphne (the Twisted asyncio reactor), run start-up when the reactor starts and drain on SIGTERM.
+
+    `callWhenRunning` fires after Twisted installed its own signal handlers, so ours replace them. Under
+    any other server the reactor never runs and nothing here happens.
+    """
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or reactor.running:
+        return
+    reactor.callWhenRunning(_on_reactor_running, app, reactor)
+
+
+def _on_reactor_running(app: Application, reactor) -> None:
+    loop = asyncio.get_event_loop()
+    stopping: list[asyncio.Task] = []
+
+    def on_signal(signum, frame) -> None:
+        if stopping:  # a second signal: stop now
+            loop.call_soon_threadsafe(reactor.stop)
+            return
+        logger.warning("received signal %s: draining in-flight requests before exit", signum)
+        stopping.append(None)
+        loop.call_soon_threadsafe(lambda: stopping.append(loop.create_task(_adrain_and_stop(app, reactor))))
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    app._started[loop] = loop.create_task(lifecycle.run_startup())
+
+
+async def _adrain_and_stop(app: Application, reactor) -> None:
+    from twisted.internet import tcp
+
+    for reader in list(reactor.getReaders()):
+        if isinstance(reader, tcp.Port):
+            reader.stopListening()
+    # One SHUTDOWN_TIMEOUT for everything: in-flight requests first, a few seconds kept for the hooks.
+    total = settings.SHUTDOWN_TIMEOUT
+    started = time.monotonic()
+    if not await app.adrain(max(total - 5, total / 2)):
+        logger.warning("%d request(s) still in flight at the shutdown deadline; stopping anyway", app.in_flight)
+    await app.ashutdown(max(total - (time.monotonic() - started), 1.0))
+    reactor.stop()

@@ -1,0 +1,179 @@
+"""The lean Django ASGI handler that serves /v1 (contract 1).
+
+It is Django's ASGIHandler with everything that costs a thread hop per request taken out:
+- middleware from settings.PROXY_MIDDLEWARE, which must be async-capable (refused otherwise, never adapted);
+- no request_started/request_finished signals (their sync receivers run through sync_to_async), and
+  response closers are called directly instead of `sync_to_async(response.close)`;
+- no ThreadSensitiveContext: the few database calls on this path (limited-token counting, cache misses)
+  all go to asgiref's one shared sync thread, where the connection persists between requests;
+- no `log_response` thread hop for 4xx/5xx (upstream errors are the upstream's, passed through);
+- the body is read into memory up to MAX_REQUEST_SIZE, refused with 413 before anything is forwarded.
+"""
+
+import asyncio
+import io
+import logging
+from contextlib import aclosing
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.exception import convert_exception_to_response
+from django.urls import set_script_prefix, set_urlconf
+from django.utils.module_loading import import_string
+
+from . import errors
+
+logger = logging.getLogger(__name__)
+
+
+class UpstreamInterrupted(Exception):
+    """The upstream body broke off after the response started; the client connection must be aborted."""
+
+
+class ProxyASGIHandler(ASGIHandler):
+    def load_middleware(self, is_async=True) -> None:
+        self._view_middleware = []
+        self._template_response_middleware = []
+        self._exception_middleware = []
+        handler = convert_exception_to_response(self._get_response_async)
+        for path in reversed(settings.PROXY_MIDDLEWARE):
+            middleware = import_string(path)
+            if not getattr(middleware, "async_capable", False):
+                raise ImproperlyConfigured(f"PROXY_MIDDLEWARE: {path} is not async-capable; /v1 allows no thread hop.")
+            instance = middleware(handler)
+            hooks = ("process_view", "process_exception", "process_template_response")
+            if any(hasattr(instance, hook) for hook in hooks):
+                raise ImproperlyConfigured(
+                    f"PROXY_MIDDLEWARE: {path} uses {'/'.join(hooks)} hooks, unsupported on /v1."
+                )
+            handler = convert_exception_to_response(instance)
+        self._middleware_chain = handler
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope, receive, send) -> None:
+        try:
+            body = await self.aread_body(scope, receive)
+        except RequestAborted:
+            return
+        except errors.ProxyError as exc:
+            await self.send_response(errors.response(exc), send)
+            return
+        set_script_prefix(get_script_prefix(scope))
+        request, error_response = self.create_request(scope, io.BytesIO(body))
+        if request is None:
+            await self.send_response(error_response, send)
+            return
+        await self.aserve(request, receive, send)
+
+    async def aserve(self, request, receive, send) -> None:
+        """Django's disconnect handling: a client that goes away cancels the view (and its upstream call)."""
+
+        async def process_request():
+            response = await self.run_get_response(request)
+            try:
+                await self.send_response(response, send)
+            except asyncio.CancelledError:
+                pass  # client disconnected during send_response
+            finally:
+                close_response(response)
+
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request()),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+            else:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+
+    async def get_response_async(self, request):
+        set_urlconf(settings.ROOT_URLCONF)
+        response = await self._middleware_chain(request)
+        response._resource_closers.append(request.close)
+        return response
+
+    async def aread_body(self, scope, receive) -> bytes:
+        """The whole request body, refusing more than MAX_REQUEST_SIZE before reading it when announced."""
+        limit = settings.MAX_REQUEST_SIZE
+        if content_length(scope) > limit:
+            raise errors.request_too_large()
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise errors.request_too_large()
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def send_response(self, response, send) -> None:
+        headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+        headers.extend(getattr(response, "proxy_raw_headers", ()))  # repeated upstream headers (Set-Cookie)
+        for cookie in response.cookies.values():
+            headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        if not response.streaming:
+            await send({"type": "http.response.body", "body": response.content})
+            return
+        try:
+            async with aclosing(aiter(response)) as content:
+                async for chunk in content:
+                    if chunk:
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamInterrupted as exc:
+            logger.warning("aborting the client connection: %s", exc)
+            if not abort_daphne_connection(send):
+                raise  # uvicorn and granian close the connection when the application raises
+            return
+        await send({"type": "http.response.body"})
+
+
+def content_length(scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def close_response(response) -> None:
+    """HttpResponse.close() without the request_finished signal (whose receivers are for sync requests)."""
+    for closer in response._resource_closers:
+        try:
+            closer()
+        except Exception:
+            logger.exception("closing the response failed")
+    response._resource_closers.clear()
+    response.closed = True
+
+
+def abort_daphne_connection(send) -> bool:
+    """Daphne has no way for an application to abort a started response, and an exception at that point
+    breaks its housekeeping loop; its `send` is partial(Server.handle_reply, protocol), so close the
+    protocol's transport directly. Returns False for other servers."""
+    protocol = getattr(send, "args", (None,))[0]
+    transport = getattr(protocol, "transport", None)
+    if transport is None or not type(protocol).__module__.startswith("daphne."):
+        return False
+    transport.abortConnection()
+    return True
