@@ -1,0 +1,136 @@
+"""FILE_EVENT_LOG: one line per event in the reference's file-event-log format, written off the event loop."""
+
+import base64
+import gzip
+import json
+import time
+
+import pytest
+
+from instrumentation.bus import get_bus, reset_for_tests
+from instrumentation.events import Event
+from instrumentation.file_log import BINARY_PLACEHOLDER, FileEventLog, file_event_line, snake_case
+from tests.support.fake_upstream import CHAT_COMPLETION, sse_chunks
+
+CHAT_REQUEST = b'{\n  "model": "gpt-4o-mini",\n  "messages": [{"role": "user", "content": "Hi"}]\n}'
+
+
+def chat_event(body: bytes, content_type: str = "application/json", **headers) -> Event:
+    return Event(
+        request_id="req-1",
+        method="POST",
+        path="/v1/chat/completions",
+        status=200,
+        duration_ns=1_234_567,
+        response_headers={"Content-Type": [content_type], "X-Request-Id": ["req-1"], **headers},
+        response_body=body,
+        request_body=CHAT_REQUEST,
+    )
+
+
+def read_lines(path, count: int, timeout: float = 5.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = path.read_text().splitlines()
+            if len(lines) >= count:
+                return [json.loads(line) for line in lines]
+        time.sleep(0.01)
+    raise AssertionError(f"{path} did not get {count} lines")
+
+
+def test_a_chat_completion_line_has_the_reference_keys_and_decoded_bodies():
+    line = file_event_line(chat_event(json.dumps(CHAT_COMPLETION, indent=2).encode()))
+    assert list(sorted(line)) == [
+        "duration", "log_id", "method", "path", "request_body", "request_id",
+        "response_body", "response_headers", "status", "token_usage",
+    ]  # fmt: skip
+    assert line["request_id"] == "req-1" and line["log_id"] == 0 and line["duration"] == 1_234_567
+    assert line["request_body"] == '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}'
+    assert json.loads(line["response_body"]) == CHAT_COMPLETION
+    assert line["response_headers"] == {"content_type": ["application/json"], "x_request_id": ["req-1"]}
+    assert line["token_usage"] == {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+
+
+def test_a_streamed_answer_is_merged_into_one_completion():
+    line = file_event_line(chat_event("".join(sse_chunks()).encode(), "text/event-stream"))
+    merged = json.loads(line["response_body"])
+    assert merged["choices"][0]["message"]["content"] == "Hello from upstream"
+    assert line["token_usage"] == {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+
+
+def test_a_gzipped_answer_is_decompressed():
+    body = gzip.compress(json.dumps(CHAT_COMPLETION).encode())
+    line = file_event_line(chat_event(body, **{"Content-Encoding": ["gzip"]}))
+    assert json.loads(line["response_body"]) == CHAT_COMPLETION
+
+
+def test_binary_answers_are_replaced_unless_asked_for(settings):
+    audio = b"ID3\x04\x00\xff\xfe binary"
+    assert file_event_line(chat_event(audio, "audio/mpeg"))["response_body"] == BINARY_PLACEHOLDER
+    assert file_event_line(chat_event(b"\xff\xfe\xfd", "text/plain"))["response_body"] == BINARY_PLACEHOLDER
+    settings.LOG_BINARY_RESPONSES = True
+    assert file_event_line(chat_event(audio, "audio/mpeg"))["response_body"] == base64.b64encode(audio).decode()
+
+
+def test_an_event_without_bodies_keeps_null_bodies():
+    event = Event(request_id="r", method="GET", path="/v1/models", status=401, duration_ns=5)
+    line = file_event_line(event)
+    assert line["request_body"] is None and line["response_body"] is None and "token_usage" not in line
+
+
+@pytest.mark.parametrize(
+    ("name", "snake"),
+    [("Content-Type", "content_type"), ("X-Request-Id", "x_request_id"), ("HTTPServer", "http_server"),
+     ("CamelCase", "camel_case"), ("X-Proxy-First-Chunk-At", "x_proxy_first_chunk_at")],
+)  # fmt: skip
+def test_header_names_are_snake_cased_as_the_reference_does(name, snake):
+    assert snake_case(name) == snake
+
+
+def test_lines_are_appended_to_a_file_created_with_its_folder(tmp_path):
+    path = tmp_path / "new" / "folder" / "events.jsonl"
+    log = FileEventLog(path)
+    log(chat_event(b'{"a":1}'))
+    log(chat_event(b'{"a":2}'))
+    lines = read_lines(path, 2)
+    assert [line["response_body"] for line in lines] == ['{"a":1}', '{"a":2}']
+    log.close()
+    FileEventLog(path)(chat_event(b'{"a":3}'))  # a restarted process appends
+    assert len(read_lines(path, 3)) == 3
+
+
+def test_a_write_error_is_logged_not_raised_and_the_log_recovers(tmp_path, caplog):
+    path = tmp_path / "events.jsonl"
+    path.mkdir()  # a folder where the file should be: every open fails
+    log = FileEventLog(path)
+    log(chat_event(b"{}"))
+    deadline = time.monotonic() + 5
+    while log.dropped == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert log.dropped == 1
+    assert "cannot write" in caplog.text
+    path.rmdir()
+    log(chat_event(b'{"ok":true}'))
+    assert read_lines(path, 1)[0]["response_body"] == '{"ok":true}'
+    log.close()
+
+
+async def test_the_bus_feeds_file_event_log_when_it_is_set(settings, tmp_path):
+    settings.FILE_EVENT_LOG = str(tmp_path / "events.jsonl")
+    settings.LLM_PROXY_EVENT_BUS = "in-memory"
+    reset_for_tests()
+    try:
+        get_bus().publish(chat_event(b'{"id":"x"}'))
+        await get_bus().stop()  # flushes the bus and the file writer
+        assert [line["response_body"] for line in read_lines(tmp_path / "events.jsonl", 1)] == ['{"id":"x"}']
+    finally:
+        reset_for_tests()
+
+
+async def test_file_event_log_also_works_with_the_redis_bus(redis_bus, settings, tmp_path):
+    settings.FILE_EVENT_LOG = str(tmp_path / "events.jsonl")
+    reset_for_tests()  # the bus picks FILE_EVENT_LOG up when it is created
+    get_bus().publish(chat_event(b'{"id":"y"}'))
+    await get_bus().stop()
+    assert read_lines(tmp_path / "events.jsonl", 1)[0]["response_body"] == '{"id":"y"}'
