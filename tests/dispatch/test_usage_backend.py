@@ -1,10 +1,12 @@
 """The `usage` dispatch service: events become hourly rollups per project and token (contract 9)."""
 
+import io
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import OperationalError, close_old_connections, connection
 
 from dispatch.backends import create_backend
@@ -181,3 +183,15 @@ def test_percentile_interpolates_inside_a_bucket_and_is_none_without_data():
     assert percentile(buckets, 0.5) == 17.5
     buckets = [0] * 13 + [4]  # all slower than the last bound
     assert percentile(buckets, 0.95) == 120000.0
+
+
+@pytest.mark.django_db
+def test_the_maintenance_command_samples_cache_hits_and_applies_the_retention(token_pair, settings):
+    token, _ = token_pair
+    settings.USAGE_RETENTION_DAYS = 1
+    UsageRollup.objects.create(hour=datetime.now(UTC).replace(minute=0) - timedelta(days=3), requests=4)
+    Token.objects.filter(id=token.id).update(cache_hit_count=3)
+    out = io.StringIO()
+    call_command("usage_maintenance", stdout=out)
+    assert "cache hits added: 3" in out.getvalue() and "deleted (older than 1 days): 1" in out.getvalue()
+    assert list(UsageRollup.objects.values_list("cache_hits", "requests")) == [(3, 0)]
