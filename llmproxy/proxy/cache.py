@@ -1,9 +1,10 @@
 """The proxy's HTTP response cache (reference §7, with DESIGN.md improvements 2, 3 and 7).
 
 The view calls `alookup` once the token is known to be valid (without counting it) and the project
-is active: a hit comes back as a finished response, anything else as a `CacheLookup` that carries
-what the store step needs. When the upstream answer's headers arrive the view calls `astore`,
-which decides whether to keep the answer and annotates it. Entries are scoped per project.
+is active (`# cache: lookup`): a hit comes back as a finished response, anything else as a
+`CacheLookup` kept on the request. When the upstream answer's headers arrive the view calls
+`astore_response` (`# cache: store`), which decides whether to keep the answer and annotates it.
+Entries are scoped per project; the view adds X-Request-ID and CORS headers to every answer, hits included.
 """
 
 import logging
@@ -20,6 +21,7 @@ from instrumentation import metrics
 from llmproxy import lifecycle
 
 from . import cache_rules as rules
+from . import usage
 from .cache_backends import CachedResponse, get_backend, scoped_key
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,18 @@ def header_getter(request):
 
 
 async def alookup(request, *, project_id: str, token_id: str = "", body: bytes | None = None) -> CacheLookup:
-    """Find a cached answer for `request` in its project's cache (reference §7.2)."""
+    """Find a cached answer for `request` in its project's cache (reference §7.2).
+
+    The verdict is also kept as `request.proxy_cache` for the store step. Headers the upstream must see
+    (X-Body-Hash, the revalidation's If-None-Match) are set on the request itself, as the reference does.
+    """
+    lookup = request.proxy_cache = await _alookup(request, project_id, token_id, body)
+    if lookup.upstream_headers:
+        _forward_headers(request, lookup.upstream_headers)
+    return lookup
+
+
+async def _alookup(request, project_id: str, token_id: str, body: bytes | None) -> CacheLookup:
     if not settings.HTTP_CACHE_ENABLED:
         return CacheLookup(enabled=False)
     get = header_getter(request)
@@ -93,7 +106,8 @@ async def alookup(request, *, project_id: str, token_id: str = "", body: bytes |
         status = CONDITIONAL_HIT
     metrics.count("cache_hits")
     lookup.response = serve(request, entry, lookup.key, status)
-    _record_hit(token_id)
+    if token_id:
+        usage.record_cache_hit(token_id)  # batched, off the request path
     return lookup
 
 
@@ -135,14 +149,13 @@ def _revalidate(lookup: CacheLookup, entry: CachedResponse, get) -> None:
         lookup.revalidating = entry
 
 
-def _record_hit(token_id: str) -> None:
-    if not token_id:
+def _forward_headers(request, extra: dict[str, str]) -> None:
+    scope = getattr(request, "scope", None)
+    if scope is None:  # not an ASGI request (unit tests)
         return
-    try:
-        from .usage import record_cache_hit
-    except ImportError:  # the usage batcher arrives with the proxy view
-        return
-    record_cache_hit(token_id)
+    names = {name.lower().encode() for name in extra}
+    headers = [item for item in scope["headers"] if item[0] not in names]
+    scope["headers"] = headers + [(name.lower().encode(), value.encode("latin1")) for name, value in extra.items()]
 
 
 # --- serving -----------------------------------------------------------------------------------
@@ -153,7 +166,7 @@ def _now_rfc3339() -> str:
 
 
 def serve(request, entry: CachedResponse, key: str, status: str) -> HttpResponse:
-    """A cached answer with this request's own X-Request-ID, CORS headers, Date and Age."""
+    """A cached answer with fresh Date, Age and proxy timestamps (the view adds X-Request-ID and CORS)."""
     not_modified = status == CONDITIONAL_HIT
     body = b"" if not_modified or request.method == "HEAD" else entry.body
     response = HttpResponse(body, status=304 if not_modified else entry.status_code)
@@ -169,23 +182,8 @@ def serve(request, entry: CachedResponse, key: str, status: str) -> HttpResponse
     response.headers["X-Proxy-Received-At"] = now
     response.headers["X-Proxy-First-Response-At"] = now
     response.headers["X-Proxy-Final-Response-At"] = now
-    request_id = getattr(request, "proxy_request_id", "")
-    if request_id:
-        response.headers["X-Request-ID"] = request_id
-    _add_cors(request, response)
     annotate(response.headers, status, key)
     return response
-
-
-def _add_cors(request, response) -> None:
-    origin = request.META.get("HTTP_ORIGIN", "")
-    if not origin:
-        return
-    try:
-        from .cors import echo
-    except ImportError:  # CORS helpers arrive with the proxy view
-        return
-    echo(response, origin)
 
 
 def annotate(headers, status: str, key: str = "", debug: str = "") -> None:
@@ -199,6 +197,23 @@ def annotate(headers, status: str, key: str = "", debug: str = "") -> None:
 
 
 # --- storing -----------------------------------------------------------------------------------
+
+
+async def astore_response(request, response):
+    """The store step on the view's streaming response: keep the answer if allowed, annotate it."""
+    lookup = getattr(request, "proxy_cache", None)
+    if lookup is None or not lookup.enabled:
+        return response
+    answer = UpstreamAnswer(response.status_code, list(response.items()), response.streaming_content)
+    result = await astore(lookup, answer)
+    if result.status != response.status_code:  # our own revalidation got a 304: the cached answer replaces it
+        response.status_code = result.status
+        for name in list(response.headers):
+            del response.headers[name]
+    for name, value in result.headers:
+        response.headers[name] = value
+    response.streaming_content = result.body
+    return response
 
 
 async def astore(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
@@ -283,24 +298,27 @@ async def _tee_stream(lookup: CacheLookup, status: int, headers, body, decision)
 
 async def _refreshed(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
     """Upstream confirmed our entry (304 to the proxy's own conditional): serve it, with refreshed metadata."""
+    async for _ in answer.body:  # drain the empty 304 body so the upstream connection goes back to the pool
+        pass
     entry = lookup.revalidating
-    refreshed = dict(entry.headers)
+    merged = {name.lower(): (name, values) for name, values in entry.headers.items()}
     for name, value in answer.headers:
-        if name.lower() in {"cache-control", "etag", "expires", "last-modified", "vary"}:
-            refreshed[name] = [value]
-    merged = [(name, value) for name, values in refreshed.items() for value in values]
+        if name.lower() not in {"content-length", "content-type", "content-encoding"}:
+            merged[name.lower()] = (name, [value])
+    headers = [(name, value) for name, values in merged.values() for value in values]
     decision = rules.store_decision(
         status=entry.status_code,
-        response_cc=_first(merged, "Cache-Control"),
-        vary=_first(merged, "Vary"),
+        response_cc=_first(headers, "Cache-Control"),
+        vary=_first(headers, "Vary"),
         is_stream=False,
         forced_ttl=lookup.forced_ttl,
         default_ttl=settings.HTTP_CACHE_DEFAULT_TTL,
         stream_caching=settings.HTTP_CACHE_STREAM_RESPONSES,
         request_no_store=lookup.request_no_store,
     )
-    result = UpstreamAnswer(entry.status_code, merged, _replay([entry.body], None, None))
-    if decision.ttl and await _put(lookup, entry.status_code, merged, entry.body, decision):
+    headers.append(("Content-Length", str(len(entry.body))))
+    result = UpstreamAnswer(entry.status_code, headers, _replay([entry.body], None, None))
+    if decision.ttl and await _put(lookup, entry.status_code, headers, entry.body, decision):
         return _annotated(result, STORED, lookup.key, "revalidated")
     return _annotated(result, MISS, lookup.key, "revalidated")
 

@@ -15,7 +15,7 @@ from django.http import HttpResponse
 
 from instrumentation import metrics
 
-from . import auth, breaker, cors, errors, params, providers, relay, upstream
+from . import auth, breaker, cache, cors, errors, params, providers, relay, upstream
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ async def _pipeline(request, request_id: str, received_ns: int, started: float):
     request.proxy_token_id, request.proxy_project_id = token.token_id, token.project_id
     project = await auth.aproject_guard(token, request)
     # cache: lookup
+    cached = await cache.alookup(request, project_id=token.project_id, token_id=token.token_id, body=body)
+    if cached.response is not None:
+        return cached.response  # a hit: no quota, no upstream key, no event
     await auth.acount_request(token)
     key = auth.upstream_key(project)
     return await _forward(request, provider, key, token.project_id, request_id, received_ns, started)
@@ -100,6 +103,7 @@ async def _forward(request, provider, key: str, project_id: str, request_id: str
         upstream_response, request_id=request_id, received_ns=received_ns, start_ns=start_ns, deadline=deadline
     )
     # cache: store
+    response = await cache.astore_response(request, response)
     metrics.observe("proxy_overhead_seconds", (sent - started) + (time.perf_counter() - arrived))
     return response
 
