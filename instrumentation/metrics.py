@@ -7,8 +7,8 @@ cache_bypass, cache_stores, events_published, events_dropped; histograms: proxy_
 upstream_ttfb_seconds. Any other name becomes `llm_proxy_<name>_total` on first use.
 
 With several processes (web workers, Celery workers) set PROMETHEUS_MULTIPROC_DIR to one shared,
-empty folder: prometheus_client then keeps each process's values in a memory-mapped file there
-and a scrape of any process adds them all up (`collect`).
+empty folder (instrumentation/multiprocess.py): prometheus_client then keeps each process's values
+in a memory-mapped file there and a scrape of any process adds them all up (`collect`).
 """
 
 import atexit
@@ -32,6 +32,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
 from instrumentation import metrics_runtime as runtime
+from instrumentation import multiprocess as process_files
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ def collect(*, asyncio_tasks: int | None = None) -> list:
     if not MULTIPROCESS:
         families = list(REGISTRY.collect())
     else:
+        process_files.sweep_dead_local_processes()
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         # These describe the process answering the scrape; the llm_proxy_* runtime figures are sums.
@@ -218,11 +220,11 @@ class _Families:
         return iter(self._families)
 
 
-def mark_process_dead(pid: int | None = None) -> None:
+def mark_process_dead(identifier: str | None = None) -> None:
     """Drop a finished process's live gauges (servers' child-exit hooks; also run at exit)."""
     if MULTIPROCESS:
-        multiprocess.mark_process_dead(pid or os.getpid())
+        process_files.mark_dead(identifier or process_files.process_id())
 
 
 if MULTIPROCESS:
-    atexit.register(mark_process_dead)  # no pid bound here: a forked child must mark itself, not its parent
+    atexit.register(mark_process_dead)  # no id bound here: a forked child must mark itself, not its parent

@@ -110,7 +110,10 @@ INSTALLED_APPS = [
     "llmproxy.proxy",
 ]
 
+# django-prometheus's request metrics (first and last) for everything but /v1, which counts through
+# instrumentation.metrics instead: its middlewares are sync and would cost /v1 a thread hop per request.
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "llmproxy.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -119,6 +122,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 # /v1 is served by its own lean ASGI handler (llmproxy/asgi.py) with only these async-native
 # middlewares: Django's MiddlewareMixin classes hop to a thread per request, which the hot path must not.
@@ -156,6 +160,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"]["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# django-prometheus's subclasses of the same backends count queries, errors and connections.
+if DATABASES["default"]["ENGINE"] in ("django.db.backends.sqlite3", "django.db.backends.postgresql"):
+    DATABASES["default"]["ENGINE"] = DATABASES["default"]["ENGINE"].replace("django.db", "django_prometheus.db")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -299,6 +306,10 @@ REDIS_CONFIGURED = LLM_PROXY_EVENT_BUS == "redis-streams" or HTTP_CACHE_BACKEND 
 ENABLE_METRICS = env_bool("ENABLE_METRICS", True)
 METRICS_PATH = "/" + env("METRICS_PATH", "/metrics").strip("/")
 PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:  # here, because it must happen before any metric object is created
+    from instrumentation.multiprocess import configure as _configure_prometheus_multiprocess
+
+    _configure_prometheus_multiprocess(PROMETHEUS_MULTIPROC_DIR)
 
 # --- Dispatch -------------------------------------------------------------------
 
