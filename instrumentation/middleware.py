@@ -60,7 +60,18 @@ class Capture:
 
     # Not the response itself: the tee is referenced by the response, and a cycle would leave a disconnected
     # stream's generator (and so its `finally`) to the cyclic garbage collector.
-    __slots__ = ("request_id", "method", "path", "request_body", "status", "headers", "started")
+    __slots__ = (
+        "request_id",
+        "method",
+        "path",
+        "request_body",
+        "status",
+        "headers",
+        "started",
+        "chunks",
+        "first_at",
+        "done",
+    )
 
     def __init__(self, request, response, started_ns: int) -> None:
         self.request_id = (
@@ -74,49 +85,59 @@ class Capture:
         self.status = response.status_code
         self.headers = response.headers
         self.started = started_ns
+        self.chunks: list[bytes] = []
+        self.first_at = 0
+        self.done = False
 
     def wrap(self, response):
         """The tee over the response's own iterator. Not over `streaming_content`: that getter's wrapper refers to
         the response, which would again make a cycle; make_bytes' job is done in the tee instead."""
         source = getattr(response, "_iterator", None)
+        # When the client goes away while a chunk is being sent, the handler closes the response (its
+        # closers run) but the tee is only closed when garbage-collected: publish from the closer then.
+        response._resource_closers.append(self.finish_stream)
         if source is None:
             return self.tee(response.streaming_content) if response.is_async else response.streaming_content
         return self.tee(source) if response.is_async else self.tee_sync(source)
 
     async def tee(self, content):
-        chunks: list[bytes] = []
+        chunks = self.chunks
         room = settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES
-        first_chunk_ns = 0
         try:
             async for chunk in content:
                 if type(chunk) is not bytes:
                     chunk = _as_bytes(chunk)
-                if chunk and not first_chunk_ns:
-                    first_chunk_ns = time.time_ns()
+                if chunk and not self.first_at:
+                    self.first_at = time.time_ns()
                 if room > 0:
                     chunks.append(chunk if len(chunk) <= room else chunk[:room])
                     room -= len(chunk)
                 yield chunk
         finally:
             # No await here: this also runs from GeneratorExit when a disconnected client's stream is closed.
-            self.finish(b"".join(chunks) if chunks else None, first_chunk_ns)
+            self.finish_stream()
 
     def tee_sync(self, content):
         """The same for a synchronous iterator (e.g. a FileResponse)."""
-        chunks: list[bytes] = []
+        chunks = self.chunks
         room = settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES
-        first_chunk_ns = 0
         try:
             for chunk in content:
                 chunk = _as_bytes(chunk)
-                if chunk and not first_chunk_ns:
-                    first_chunk_ns = time.time_ns()
+                if chunk and not self.first_at:
+                    self.first_at = time.time_ns()
                 if room > 0:
                     chunks.append(chunk if len(chunk) <= room else chunk[:room])
                     room -= len(chunk)
                 yield chunk
         finally:
-            self.finish(b"".join(chunks) if chunks else None, first_chunk_ns)
+            self.finish_stream()
+
+    def finish_stream(self) -> None:
+        """Publish what the tee captured, once (from the tee's end or the response's closers, whichever is first)."""
+        if not self.done:
+            self.done = True
+            self.finish(b"".join(self.chunks) if self.chunks else None, self.first_at)
 
     def finish(self, body: bytes | None, first_chunk_ns: int) -> None:
         """Publish the event; `body` is what was captured (callers keep it within the cap)."""

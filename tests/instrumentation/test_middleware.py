@@ -251,3 +251,17 @@ async def test_the_event_json_is_the_reference_wire_format(memory_bus, events):
     assert data["ResponseBody"] == "aGk=" and data["RequestBody"] == "e30="
     assert isinstance(data["Duration"], int)
     assert all(isinstance(v, list) for v in data["ResponseHeaders"].values())
+
+
+async def test_a_stream_the_server_stops_sending_is_published_when_the_response_is_closed(memory_bus, events):
+    response = await middleware_around(lambda: streaming([b"a", b"b", b"c"]))(chat_request())
+    content = aiter(response)
+    assert await anext(content) == b"a"
+    await content.aclose()  # the handler's aclosing() when the client left during a send
+    response.close()  # the handler always closes the response; the tee itself is only closed by the GC
+    await memory_bus.flush()
+    [event] = events
+    assert event.response_body == b"a"
+    del response, content  # the tee's own `finally` must not publish a second time
+    await memory_bus.flush()
+    assert len(events) == 1
