@@ -20,6 +20,7 @@ run: install
 
 services:
 	./scripts/ensure-services.sh
+	./scripts/ensure-chromium.sh
 
 test: install services
 	$(MAKE) --no-print-directory test-sqlite
