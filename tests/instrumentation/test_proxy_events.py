@@ -188,3 +188,34 @@ def test_requests_are_served_while_redis_is_down_and_publishing_resumes(
         after = [chat().headers["X-Request-ID"] for _ in range(5)]
         events = stream_events(own_redis.client(), stream_key, len(held) + 5)
         assert [e["RequestID"] for e in events[len(held) :]] == after
+
+
+@pytest.fixture
+def file_event_log(settings, tmp_path):
+    """FILE_EVENT_LOG on the in-memory bus, as `make run` has it."""
+    settings.LLM_PROXY_EVENT_BUS = "in-memory"
+    settings.FILE_EVENT_LOG = str(tmp_path / "data" / "events.jsonl")
+    reset_for_tests()
+    yield tmp_path / "data" / "events.jsonl"
+    reset_for_tests()
+
+
+def test_file_event_log_gets_one_line_per_request(file_event_log, proxy_server, token_pair):
+    client = openai.OpenAI(base_url=proxy_server.url + "/v1", api_key=token_pair[1], max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(**CHAT)
+    stream = client.chat.completions.create(**CHAT, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Hello from upstream"
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (
+        not file_event_log.exists() or len(file_event_log.read_text().splitlines()) < 2
+    ):
+        time.sleep(0.01)
+    plain, streamed = [json.loads(line) for line in file_event_log.read_text().splitlines()]
+    assert plain["request_id"] == raw.headers["X-Request-ID"]
+    assert json.loads(plain["request_body"]) == CHAT
+    assert json.loads(plain["response_body"]) == CHAT_COMPLETION
+    assert plain["response_headers"]["content_type"] == ["application/json; charset=utf-8"]
+    assert json.loads(streamed["response_body"])["choices"][0]["message"]["content"] == "Hello from upstream"
+    assert streamed["token_usage"] == {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12}
+    assert token_pair[1] not in file_event_log.read_text() and PROJECT_KEY not in file_event_log.read_text()
