@@ -1,7 +1,7 @@
 """Purging the response cache: shared by `POST /manage/cache/purge` and `manage.py cache_purge` (reference §7.5)."""
 
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from django.conf import settings
 
@@ -10,8 +10,10 @@ from audit.logger import AuditContext, audit_log
 from . import cache_rules as rules
 from .cache_backends import get_backend
 
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# A valid purge URL: no control characters, every `%` starts an escape (what Go's url.Parse insists on here).
+URL_PATTERN = r"^(?:[^%\x00-\x1f\x7f]|%[0-9A-Fa-f]{2})+$"
+_VALID_URL = re.compile(URL_PATTERN)
+_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*")
 
 
 class PurgeError(Exception):
@@ -36,7 +38,7 @@ def cache_purge(*, method: str, url: str, prefix: str = "", ctx: AuditContext | 
     (`{"deleted": n}`)."""
     if not settings.HTTP_CACHE_ENABLED:
         raise purge_failed(ctx, PurgeError("caching is disabled", reason="caching_disabled"))
-    if not (method or "").strip() or not (url or "").strip():
+    if not method or not url:
         raise purge_failed(ctx, PurgeError("method and url are required", reason="missing_fields"))
     try:
         key = purge_key(method, url)
@@ -66,8 +68,9 @@ def purge_failed(ctx: AuditContext | None, error: PurgeError, *, error_text: str
 
 
 def _split_url(url: str) -> tuple[str, str]:
-    """Path (decoded, as the proxy sees it) and raw query of `url`; ValueError when Go's url.Parse would refuse it."""
-    if _CONTROL.search(url) or _BAD_ESCAPE.search(url):
+    """Path (decoded, as the proxy sees it) and raw query of `url` (absolute or a path); ValueError if invalid."""
+    if not _VALID_URL.match(url):
         raise ValueError(url)
-    parts = urlsplit(url.strip())
-    return unquote(parts.path), parts.query
+    rest = _AUTHORITY.sub("", url, count=1).split("#", 1)[0]
+    path, _, query = rest.partition("?")
+    return unquote(path), query
