@@ -7,12 +7,13 @@ After a restart the consumer's own pending entries come first; entries a crashed
 pending are claimed once idle for REDIS_STREAM_CLAIM_TIME.
 """
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import ujson
 
 from dispatch.backends import Backend, DeliveryError
 from dispatch.streams import REPLAY_FIELD, DeadLetters, message_time
@@ -147,7 +148,7 @@ class Drainer:
         items, skipped, broken = [], [], []
         for message_id, data in messages:
             try:
-                raw = json.loads(data)
+                raw = ujson.loads(data)
                 event = Event.from_dict(raw)
             except (ValueError, TypeError, AttributeError) as exc:
                 broken.append((message_id, data, f"unparseable event: {exc}"))

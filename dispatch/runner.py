@@ -11,6 +11,9 @@ from dispatch.streams import DeadLetters, ServiceLock, consumer_name_for, group_
 from instrumentation.bus import StreamConsumer, get_consumer
 
 CYCLE_SECONDS = 10.0  # one Celery task drains at most this long, then frees its worker slot
+# A cycle ends as soon as nothing new arrives within this wait: idle services hold no worker slot,
+# and beat starts the next cycle within DISPATCH_INTERVAL.
+CYCLE_IDLE_WAIT = 0.2
 LOCK_TTL = 60.0  # renewed before every send attempt; longer than one HTTP attempt (30 s)
 
 _consumers: dict[tuple[str, str], StreamConsumer] = {}
@@ -35,6 +38,7 @@ def build_drainer(
     batch_size: int | None = None,
     stop: threading.Event | None = None,
     heartbeat: Callable[[], object] | None = None,
+    block_seconds: float = 1.0,
 ) -> Drainer:
     """A started drainer for `service`. Raises BackendConfigError for a missing key or path."""
     backend = create_backend(service, endpoint=endpoint, api_key=api_key, cli=cli)
@@ -44,7 +48,7 @@ def build_drainer(
         consumer=consumer_name_for(service, cli=cli),
         batch_size=batch_size or settings.DISPATCHER_BATCH_SIZE,
         # Short blocking reads so a stop request or the end of a cycle is noticed within a second.
-        block_seconds=min(settings.REDIS_STREAM_BLOCK_TIME, 1.0),
+        block_seconds=min(settings.REDIS_STREAM_BLOCK_TIME, block_seconds),
         claim_seconds=settings.REDIS_STREAM_CLAIM_TIME,
         retry_base=settings.DISPATCHER_RETRY_BASE,
         batch_wait=settings.DISPATCHER_FLUSH_INTERVAL if backend.batch_wait is None else backend.batch_wait,
@@ -63,7 +67,7 @@ def run_cycle(service: str, *, seconds: float = CYCLE_SECONDS) -> int:
         return 0
     drainer = None
     try:
-        drainer = build_drainer(service, heartbeat=lock.extend)
+        drainer = build_drainer(service, heartbeat=lock.extend, block_seconds=CYCLE_IDLE_WAIT)
         return drainer.run(seconds=seconds, until_idle=True)
     finally:
         if drainer is not None:

@@ -6,13 +6,12 @@ Fixed against the reference: `output` is the upstream JSON itself (not a string 
 `runId` is derived from the request id, so a redelivered event maps to the same run.
 """
 
-import json
-import re
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
 
 import brotli
+import ujson
 from django.conf import settings
 
 from instrumentation.events import Event
@@ -20,7 +19,8 @@ from instrumentation.events import Event
 # Never change: a redelivered event must map to the ids the services already stored.
 RUN_ID_NAMESPACE = uuid.UUID("5b0c6f3e-9d7a-4c1e-8f2b-6a4d3e2c1b0a")
 FIRST_CHUNK_HEADER = "X-Proxy-First-Chunk-At"
-_SSE_DATA = re.compile(r"^data:[ \t]?(.*)$")
+# ujson parses and writes these small documents about twice as fast as the standard library.
+loads = ujson.loads
 
 
 # --- bodies -----------------------------------------------------------------
@@ -83,73 +83,86 @@ def merge_openai_sse(text: str) -> dict | None:
             return chunk["response"]
     if not any("choices" in chunk or "usage" in chunk for chunk in chunks):
         return None
-    return _merge_chat_chunks(chunks)
+    try:
+        return _merge_chat_chunks(chunks)
+    except (AttributeError, TypeError, ValueError):  # chunks shaped unlike OpenAI's: leave the text as it is
+        return None
 
 
 def _sse_json_chunks(text: str) -> list[dict]:
-    chunks = []
-    for line in text.splitlines():
-        match = _SSE_DATA.match(line)
-        if not match or match.group(1).strip() in ("", "[DONE]"):
-            continue
-        try:
-            data = json.loads(match.group(1))
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            chunks.append(data)
-    return chunks
+    lines = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+    lines = [line for line in lines if line.startswith("{")]  # not [DONE]
+    try:
+        # One parser call for the whole stream: a long answer has one chunk per token.
+        chunks = loads("[" + ",".join(lines) + "]")
+    except ValueError:  # a broken line (e.g. cut at the capture cap): parse one by one, skip it
+        chunks = []
+        for line in lines:
+            try:
+                chunks.append(loads(line))
+            except ValueError:
+                continue
+    return [chunk for chunk in chunks if isinstance(chunk, dict)]
 
 
 def _merge_chat_chunks(chunks: list[dict]) -> dict:
-    first: dict = {}
+    meta = next((chunk for chunk in chunks if chunk.get("id")), chunks[0])
     choices: dict[int, dict] = {}
     usage = None
     for chunk in chunks:
-        for key in ("id", "created", "model", "system_fingerprint"):
-            if chunk.get(key) is not None:
-                first.setdefault(key, chunk[key])
-        if isinstance(chunk.get("usage"), dict):
+        if chunk.get("usage"):
             usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            if isinstance(choice, dict):
-                _merge_choice(choices.setdefault(int(choice.get("index") or 0), {}), choice)
+        for choice in chunk.get("choices") or ():
+            index = choice.get("index") or 0
+            state = choices.get(index)
+            if state is None:
+                state = choices[index] = {"content": []}
+            delta = choice.get("delta")
+            if delta:
+                content = delta.get("content")
+                if content:
+                    state["content"].append(content)
+                if content is None or len(delta) > 1:
+                    _merge_delta(state, delta)
+            if choice.get("finish_reason"):
+                state["finish_reason"] = choice["finish_reason"]
+            if isinstance(choice.get("text"), str):
+                state.setdefault("text", []).append(choice["text"])
     legacy = any("text" in state for state in choices.values())
     merged = {
-        "id": first.get("id"),
+        "id": meta.get("id"),
         "object": "text_completion" if legacy else "chat.completion",
-        "created": first.get("created"),
-        "model": first.get("model"),
+        "created": meta.get("created"),
+        "model": meta.get("model"),
         "choices": [_finish_choice(index, choices[index], legacy) for index in sorted(choices)],
     }
-    if first.get("system_fingerprint"):
-        merged["system_fingerprint"] = first["system_fingerprint"]
-    if usage is not None:
+    if meta.get("system_fingerprint"):
+        merged["system_fingerprint"] = meta["system_fingerprint"]
+    if isinstance(usage, dict):
         merged["usage"] = usage
     return merged
 
 
-def _merge_choice(state: dict, choice: dict) -> None:
-    if choice.get("finish_reason"):
-        state["finish_reason"] = choice["finish_reason"]
-    if isinstance(choice.get("text"), str):
-        state.setdefault("text", []).append(choice["text"])
-    delta = choice.get("delta") or {}
+def _merge_delta(state: dict, delta: dict) -> None:
+    """The rarer parts of a delta: role, refusal, tool calls."""
     if delta.get("role"):
         state["role"] = delta["role"]
-    for key in ("content", "refusal"):
-        if isinstance(delta.get(key), str):
-            state.setdefault(key, []).append(delta[key])
-    for call in delta.get("tool_calls") or []:
-        slot = state.setdefault("tool_calls", {}).setdefault(int(call.get("index") or 0), {"arguments": []})
-        for key in ("id", "type"):
-            if call.get(key):
-                slot[key] = call[key]
-        function = call.get("function") or {}
-        if function.get("name"):
-            slot["name"] = function["name"]
-        if isinstance(function.get("arguments"), str):
-            slot["arguments"].append(function["arguments"])
+    if isinstance(delta.get("refusal"), str):
+        state.setdefault("refusal", []).append(delta["refusal"])
+    for call in delta.get("tool_calls") or ():
+        _merge_tool_call(state.setdefault("tool_calls", {}), call)
+
+
+def _merge_tool_call(calls: dict, call: dict) -> None:
+    slot = calls.setdefault(int(call.get("index") or 0), {"arguments": []})
+    for key in ("id", "type"):
+        if call.get(key):
+            slot[key] = call[key]
+    function = call.get("function") or {}
+    if function.get("name"):
+        slot["name"] = function["name"]
+    if isinstance(function.get("arguments"), str):
+        slot["arguments"].append(function["arguments"])
 
 
 def _finish_choice(index: int, state: dict, legacy: bool) -> dict:
@@ -268,7 +281,7 @@ def _parse_json(body: bytes | None):
     if not body or body.lstrip()[:1] not in (b"{", b"["):
         return None
     try:
-        return json.loads(body)
+        return loads(body)
     except ValueError:
         return None
 

@@ -1,8 +1,9 @@
 """The `file` service: one JSON line per payload, appended, flushed and fsynced per batch."""
 
-import json
 import os
 from pathlib import Path
+
+import ujson
 
 from dispatch.backends.base import Backend, BackendConfigError, DeliveryError
 
@@ -21,7 +22,7 @@ class FileBackend(Backend):
         self.path = Path(endpoint)
 
     def send(self, payloads: list[dict]) -> None:
-        data = "".join(json.dumps(p, separators=(",", ":"), ensure_ascii=False) + "\n" for p in payloads)
+        data = "".join(ujson.dumps(p, ensure_ascii=False, escape_forward_slashes=False) + "\n" for p in payloads)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Opened per batch, so a rotated file is picked up; O_APPEND keeps concurrent lines whole.
