@@ -5,7 +5,9 @@ a Redis that is down makes the figures unavailable, never the endpoint.
   lag          stream entries the service's group has not read yet (XINFO GROUPS `lag`)
   pending      entries read by a dispatcher but not yet acknowledged (delivered-but-unconfirmed)
   dead_letter  entries of the service in `<REDIS_STREAM_KEY>:dead-letter`
-A service's group is `llm-proxy-dispatchers-<service>` (or REDIS_CONSUMER_GROUP when set).
+Same figures as `manage.py dispatch_status` (dispatch/status.py), which may wait seconds for Redis; a
+scrape may not. Dead letters hold whole events, so they are counted inside Redis (a Lua script) and
+never travel to this process.
 """
 
 import logging
@@ -17,7 +19,27 @@ logger = logging.getLogger(__name__)
 
 GROUP_PREFIX = "llm-proxy-dispatchers-"
 TIMEOUT = 0.5  # seconds; a scrape must answer even when Redis hangs
-MAX_SCAN = 1000  # entries read per scrape at most (dead letters carry whole events)
+MAX_SCAN = 10_000  # entries counted per scrape at most
+
+# KEYS[1]: stream; ARGV[1]: first id (exclusive, "-" for all); ARGV[2]: cap. Returns {service, n, ...} or {n}.
+_COUNT = """
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+if ARGV[3] ~= 'by-service' then return {#entries} end
+local counts = {}
+for _, entry in ipairs(entries) do
+  local fields, service = entry[2], 'unknown'
+  for i = 1, #fields, 2 do
+    if fields[i] == 'service' then service = fields[i + 1] end
+  end
+  counts[service] = (counts[service] or 0) + 1
+end
+local out = {}
+for service, n in pairs(counts) do
+  out[#out + 1] = service
+  out[#out + 1] = n
+end
+return out
+"""
 
 _clients: dict[str, redis.Redis] = {}
 
@@ -26,17 +48,20 @@ def dispatch_figures() -> dict:
     """{"status": "ok" | "redis_unavailable" | "not_applicable", "services": {service: {lag, pending, dead_letter}}}"""
     if settings.LLM_PROXY_EVENT_BUS != "redis-streams":
         return {"status": "not_applicable", "services": {}}
+    key = settings.REDIS_STREAM_KEY
     try:
         client = _client(settings.REDIS_URL)
-        services = _groups(client, settings.REDIS_STREAM_KEY)
-        for service, dead in _dead_letters(client, settings.REDIS_STREAM_KEY + ":dead-letter").items():
+        services = _groups(client, key)
+        for service in settings.DISPATCH_SERVICES:  # no worker ran yet: everything on the stream waits
+            services.setdefault(service, {"lag": client.xlen(key), "pending": 0})
+        for service, dead in _dead_letters(client, key + ":dead-letter").items():
             services.setdefault(service, {"lag": 0, "pending": 0})["dead_letter"] = dead
     except (redis.RedisError, OSError):
         logger.info("metrics: Redis did not answer; dispatch figures are unavailable")
         return {"status": "redis_unavailable", "services": {}}
     for figures in services.values():
         figures.setdefault("dead_letter", 0)
-    return {"status": "ok", "services": services}
+    return {"status": "ok", "services": dict(sorted(services.items()))}
 
 
 def _client(url: str) -> redis.Redis:
@@ -48,10 +73,6 @@ def _client(url: str) -> redis.Redis:
     return client
 
 
-def _service_name(group: str) -> str:
-    return group.removeprefix(GROUP_PREFIX)
-
-
 def _groups(client: redis.Redis, stream: str) -> dict[str, dict]:
     try:
         groups = client.xinfo_groups(stream)
@@ -60,19 +81,19 @@ def _groups(client: redis.Redis, stream: str) -> dict[str, dict]:
     services = {}
     for group in groups:
         lag = group.get("lag")
-        if lag is None:  # Redis cannot tell after deletions/trimming: count what is left to read
-            lag = len(client.xrange(stream, "(" + group["last-delivered-id"], "+", count=MAX_SCAN))
-        services[_service_name(group["name"])] = {"lag": int(lag), "pending": int(group.get("pending") or 0)}
+        if lag is None:  # Redis cannot tell after deletions: count what is left to read
+            lag = client.eval(_COUNT, 1, stream, "(" + group["last-delivered-id"], MAX_SCAN, "total")[0]
+        services[group["name"].removeprefix(GROUP_PREFIX)] = {
+            "lag": int(lag),
+            "pending": int(group.get("pending") or 0),
+        }
     return services
 
 
 def _dead_letters(client: redis.Redis, stream: str) -> dict[str, int]:
-    """Dead-letter entries by their `service` field (the newest MAX_SCAN when there are more)."""
-    counts: dict[str, int] = {}
-    for _id, fields in client.xrevrange(stream, "+", "-", count=MAX_SCAN):
-        service = fields.get("service") or _service_name(fields.get("group", "")) or "unknown"
-        counts[service] = counts.get(service, 0) + 1
-    return counts
+    """Dead-letter entries by their `service` field (the oldest MAX_SCAN when there are more)."""
+    flat = client.eval(_COUNT, 1, stream, "-", MAX_SCAN, "by-service")
+    return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
 def families(figures: dict) -> list:

@@ -1,0 +1,109 @@
+"""Several processes, one scrape: a web worker and a Celery-like worker share PROMETHEUS_MULTIPROC_DIR."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from django.conf import settings
+
+from tests.metrics.conftest import Scrape
+
+# What a Celery worker does: count, then keep running (its live gauges stay until it exits).
+WORKER = """
+import sys, django
+django.setup()
+from instrumentation import metrics
+for _ in range(4):
+    metrics.count("requests", status_class="2xx")
+metrics.count("errors")
+metrics.count("cache_hits", 3)
+metrics.observe("upstream_ttfb_seconds", 0.25)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+HEALTH_VIEW = {"method": "GET", "transport": "http", "view": "llmproxy.health.health"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def environment(tmp_path):
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PROMETHEUS", "DATABASE_URL"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="llmproxy.settings",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),  # created by the first process
+        MANAGEMENT_TOKEN="test-management-token",
+        LLM_PROXY_EVENT_BUS="in-memory",
+        DATA_DIR=str(tmp_path),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        PYTHONPATH=str(settings.BASE_DIR),
+    )
+    processes = []
+
+    def start(*args, **kwargs) -> subprocess.Popen:
+        process = subprocess.Popen([sys.executable, *args], env=env, cwd=settings.BASE_DIR, **kwargs)
+        processes.append(process)
+        return process
+
+    yield start, tmp_path / "prometheus"
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(10)
+
+
+def start_web(start) -> str:
+    port = free_port()
+    start("-m", "uvicorn", "llmproxy.asgi:application", "--port", str(port), "--log-level", "warning")
+    return f"http://127.0.0.1:{port}"
+
+
+def wait_until_live(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/live").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not start")
+
+
+def test_a_web_worker_serves_the_totals_of_every_process_sharing_the_folder(environment):
+    start, folder = environment
+    web = start_web(start)
+    worker = start("-c", WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline().strip() == "ready"
+    wait_until_live(web)
+    for _ in range(3):
+        assert httpx.get(web + "/health").status_code == 200
+
+    scrape = Scrape(httpx.get(web + "/metrics/prometheus").text)
+    assert scrape.value("django_http_requests_total_by_view_transport_method_total", **HEALTH_VIEW) == 3
+    # Counted in the other process only:
+    assert scrape.value("llm_proxy_requests_total") == 4
+    assert scrape.value("llm_proxy_requests_by_status_class_total", status_class="2xx") == 4
+    assert scrape.value("llm_proxy_errors_total") == 1
+    assert scrape.value("llm_proxy_cache_hits_total") == 3
+    assert scrape.value("llm_proxy_upstream_ttfb_seconds_count") == 1
+    # Live gauges are sums over the live processes: two of them, each with at least one thread.
+    assert scrape.value("llm_proxy_python_threads") >= 2
+    assert scrape.value("llm_proxy_memory_sys_bytes") > 2 * 10_000_000
+    body = httpx.get(web + "/metrics").json()
+    assert (body["request_count"], body["error_count"], body["cache_hits"]) == (4, 1, 3)
+
+    worker.stdin.close()  # the worker finishes: what it counted stays, its live gauges go
+    assert worker.wait(15) == 0
+    after = Scrape(httpx.get(web + "/metrics/prometheus").text)
+    assert after.value("llm_proxy_requests_total") == 4
+    assert not list(folder.glob(f"gauge_live*-{worker.pid}.db"))
+    assert list(folder.glob("gauge_live*.db"))  # the web worker's are still there
