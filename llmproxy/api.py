@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
 from django.http import HttpResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.extensions import (
     OpenApiAuthenticationExtension,
     OpenApiSerializerExtension,
@@ -110,6 +111,7 @@ def _clip(value) -> str:
     return str(value or "").replace("\x00", "")[:64]
 
 
+@csrf_exempt  # any method, no cookie: the answer is the same JSON 404
 def not_found(request, *args, **kwargs) -> HttpResponse:
     """Unknown routes under /manage: 404 as JSON (the reference answers `404 page not found` as text)."""
     return error("404 page not found", 404)
@@ -226,17 +228,16 @@ def read_json(request, *, message: str = "invalid request body"):
 
 
 def parse_body(request, serializer_class: type[serializers.Serializer]) -> dict:
-    """Validate a JSON object body strictly: no unknown fields, exact JSON types. `null` counts as absent."""
+    """Validate a JSON object body strictly: no unknown fields, exact JSON types, no nulls (leave a field out)."""
     data = read_json(request)
-    if data is None:
-        data = {}
     if not isinstance(data, dict):
         raise invalid_body(f"the request body must be a JSON object, not {_json_type(data)}")
-    data = {key: value for key, value in data.items() if value is not None}
     serializer = serializer_class(data=data)
     unknown = sorted(set(data) - set(serializer.fields))
     if unknown:
         raise invalid_body(f"unknown field: {unknown[0]}")
+    if nulls := sorted(key for key, value in data.items() if value is None):
+        raise invalid_body(f"{nulls[0]} must not be null: leave the field out instead")
     if not serializer.is_valid():
         field, problems = next(iter(serializer.errors.items()))
         raise invalid_body(f"{field} {problems[0]}")
@@ -244,7 +245,14 @@ def parse_body(request, serializer_class: type[serializers.Serializer]) -> dict:
 
 
 def _json_type(value) -> str:
-    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }
     return names.get(type(value), "a value")
 
 

@@ -54,7 +54,7 @@ def audit_trail():
     return read
 
 
-def assert_json_error(response, status: int, message: str, **extra) -> dict:
+def assert_json_error(response, status: int, message: str, /, **extra) -> dict:
     assert response.status_code == status, response.content
     assert response["Content-Type"] == "application/json"
     body = response.json()

@@ -73,10 +73,19 @@ def test_request_and_correlation_ids_are_generated_when_absent_even_on_errors(cl
 
 
 @pytest.mark.parametrize("path", ["/manage/nothing-here", "/manage/projects-x", "/manage/", "/manage/cache"])
-def test_unknown_routes_are_json_404s_without_authentication(client, path):
-    response = client.get(path)
+@pytest.mark.parametrize("method", ["get", "post", "patch", "delete"])
+def test_unknown_routes_are_json_404s_without_authentication(client, path, method):
+    response = getattr(client, method)(path)
     assert_json_error(response, 404, "404 page not found")
     assert response["X-Request-ID"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/manage/projects/a%0Ab", "/manage/tokens/a%0Ab", "/manage/audit/a%0Ab"])
+def test_ids_with_a_newline_reach_their_view(api, path):
+    assert api.patch(path, {"name": "x"}).status_code in (400, 404, 405)
+    assert api.get(path).status_code in (400, 404)
+    assert api.get(path)["Content-Type"] == "application/json"
 
 
 @pytest.mark.django_db
