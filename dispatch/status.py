@@ -8,10 +8,10 @@ from django.conf import settings
 from dispatch.streams import GROUP_PREFIX, DeadLetters, client
 
 
-def dispatch_status(stream_key: str | None = None) -> list[dict]:
+def dispatch_status(stream_key: str | None = None, *, timeout: float = 10.0) -> list[dict]:
     """One row per service that has a consumer group, is in DISPATCH_SERVICES, or has dead letters."""
     key = stream_key or settings.REDIS_STREAM_KEY
-    redis_client = client()
+    redis_client = client(timeout=timeout)
     rows: dict[str, dict] = {}
     for group in _groups(redis_client, key):
         service = group["name"].removeprefix(GROUP_PREFIX)
@@ -34,7 +34,7 @@ def dispatch_status(stream_key: str | None = None) -> list[dict]:
                 "pending": 0,
                 "consumers": [],
             }
-    dead = Counter(fields.get("service", "") for _, fields in DeadLetters(key).entries())
+    dead = Counter(fields.get("service", "") for _, fields in DeadLetters(key, timeout=timeout).entries())
     for service, count in dead.items():
         rows.setdefault(service, {"service": service, "group": "", "lag": 0, "pending": 0, "consumers": []})
         rows[service]["dead_letter"] = count
@@ -55,3 +55,17 @@ def _lag(redis_client: redis.Redis, key: str, group: dict) -> int:
         return int(group["lag"])
     # Redis cannot tell after deletions: count the entries after the last one delivered.
     return len(redis_client.xrange(key, "(" + group["last-delivered-id"], "+"))
+
+
+def admin_dispatch_figures() -> dict | None:
+    """The admin index's dispatch table: None without Redis Streams, a note when Redis does not answer in time."""
+    if settings.LLM_PROXY_EVENT_BUS != "redis-streams":
+        return None
+    try:
+        return {"stream": settings.REDIS_STREAM_KEY, "services": dispatch_status(timeout=0.5)}
+    except (redis.RedisError, OSError) as exc:
+        return {
+            "stream": settings.REDIS_STREAM_KEY,
+            "services": [],
+            "error": f"Redis did not answer ({type(exc).__name__})",
+        }

@@ -17,18 +17,19 @@ GROUP_PREFIX = "llm-proxy-dispatchers-"
 # Added to an event's JSON by `dispatch_replay`: only this service delivers it again (the Go reader ignores it).
 REPLAY_FIELD = "Replay"
 
-_clients: dict[str, redis.Redis] = {}
+_clients: dict[tuple[str, float], redis.Redis] = {}
 _clients_lock = threading.Lock()
 
 
-def client(url: str | None = None) -> redis.Redis:
-    url = url or settings.REDIS_URL
+def client(url: str | None = None, *, timeout: float = 10.0) -> redis.Redis:
+    """A shared client per URL and timeout (pages that show figures use a short one: Redis may be down)."""
+    key = (url or settings.REDIS_URL, timeout)
     with _clients_lock:
-        if url not in _clients:
-            _clients[url] = redis.Redis.from_url(
-                url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
+        if key not in _clients:
+            _clients[key] = redis.Redis.from_url(
+                key[0], decode_responses=True, socket_connect_timeout=min(timeout, 5), socket_timeout=timeout
             )
-        return _clients[url]
+        return _clients[key]
 
 
 def group_for(service: str, *, cli: bool = False) -> str:
@@ -60,10 +61,10 @@ class DeadLetters:
     """`<REDIS_STREAM_KEY>:dead-letter`: entries with fields `data` (the event as published), `service`,
     `reason` and `stream_id` (the entry's id on the event stream). Never trimmed."""
 
-    def __init__(self, stream_key: str | None = None, url: str | None = None) -> None:
+    def __init__(self, stream_key: str | None = None, url: str | None = None, *, timeout: float = 10.0) -> None:
         self.stream_key = stream_key or settings.REDIS_STREAM_KEY
         self.key = dead_letter_key(self.stream_key)
-        self.client = client(url)
+        self.client = client(url, timeout=timeout)
 
     def add(self, service: str, entries: list[tuple[str, str, str]]) -> None:
         """Record (stream id, data, reason) entries in one round trip."""

@@ -43,7 +43,10 @@ class ProxyAdminSite(admin.AdminSite):
     index_title = "Dashboard"
 
     def index(self, request, extra_context=None):
-        return super().index(request, {"proxy_counts": dashboard_counts(), **(extra_context or {})})
+        from dispatch.status import admin_dispatch_figures
+
+        context = {"proxy_counts": dashboard_counts(), "dispatch_figures": admin_dispatch_figures()}
+        return super().index(request, {**context, **(extra_context or {})})
 
 
 class ProxyAdminConfig(AdminConfig):
