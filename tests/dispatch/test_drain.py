@@ -11,7 +11,7 @@ from dispatch.streams import DeadLetters, message_time
 from dispatch.transform import iso, run_id
 from instrumentation.bus import get_consumer
 from tests.dispatch.factories import chat_event, stream_event
-from tests.support.fake_services import LUNARY_KEY
+from tests.support.fake_services import HELICONE_KEY, LUNARY_KEY
 
 
 def drainer_for(backend, *, service="memory", consumer="c1", batch_size=100, claim_seconds=0.3, batch_wait=0.0):
@@ -178,3 +178,29 @@ def test_a_replayed_dead_letter_is_delivered_again_to_its_service_only(stream, t
     assert [p["runId"] for p in failing.sent] == [run_id(event)]
     assert failing.sent[0]["timestamp"] == iso(message_time(stream_id))  # the original time, not the replay's
     assert len((tmp_path / "other.jsonl").read_text().splitlines()) == 1  # the file service is not sent it twice
+
+
+def test_batch_size_sets_how_many_runs_go_in_one_lunary_post(stream, fake_lunary):
+    lunary = f"{fake_lunary.url}/v1/runs/ingest"
+    drainer = build_drainer("lunary", cli=True, endpoint=lunary, api_key=LUNARY_KEY, batch_size=3)
+    drainer.options.batch_wait = 0.0
+    stream.publish(*[chat_event() for _ in range(7)])
+    drainer.run(until_idle=True)
+    assert [len(r.json()["events"]) for r in fake_lunary.requests] == [6, 6, 2]  # a start and an end per run
+    assert fake_lunary.violations == []
+
+
+def test_lunary_and_helicone_each_receive_every_event_once_despite_an_outage(stream, fake_lunary, fake_helicone):
+    lunary = build_drainer("lunary", endpoint=f"{fake_lunary.url}/v1/runs/ingest", api_key=LUNARY_KEY)
+    helicone = build_drainer("helicone", endpoint=f"{fake_helicone.url}/oai/v1/log", api_key=HELICONE_KEY)
+    events = [chat_event(), stream_event(), chat_event()]
+    stream.publish(*events)
+    fake_lunary.fail_next(status=503)
+    fake_helicone.fail_next(2, status=502)
+    lunary.run(until_idle=True)
+    helicone.run(until_idle=True)
+    assert {run_id(e) for e in events} == set(fake_lunary.runs)
+    assert all(run["status"] == "success" for run in fake_lunary.runs.values())
+    assert {rid: len(logs) for rid, logs in fake_helicone.by_request_id().items()} == {run_id(e): 1 for e in events}
+    assert fake_lunary.violations == [] and fake_helicone.violations == []
+    assert stream.dead_letters() == []
