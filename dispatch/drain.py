@@ -45,6 +45,11 @@ class DrainOptions:
     claim_seconds: float = 30.0
     retry_base: float = 1.0
     batch_wait: float = 0.0  # how long to wait for a partial batch to fill
+    read_count: int = 100  # entries per XREADGROUP (REDIS_STREAM_BATCH_SIZE); a batch may take several reads
+
+    @property
+    def per_read(self) -> int:
+        return max(1, min(self.read_count, self.batch_size))
 
 
 class Drainer:
@@ -106,7 +111,7 @@ class Drainer:
             if claimed:
                 return claimed
         block = o.block_seconds if max_wait is None else min(o.block_seconds, max_wait)
-        messages = self.consumer.read(o.group, o.consumer, o.batch_size, max(1, int(block * 1000)))
+        messages = self.consumer.read(o.group, o.consumer, o.per_read, max(1, int(block * 1000)))
         if messages and o.batch_wait > 0:
             messages += self._fill(len(messages), time.monotonic() + o.batch_wait)
         elif not messages:
@@ -122,7 +127,7 @@ class Drainer:
             if left <= 0:
                 break
             block_ms = max(1, int(min(left, o.block_seconds, 0.5) * 1000))
-            more += self.consumer.read(o.group, o.consumer, o.batch_size - have - len(more), block_ms)
+            more += self.consumer.read(o.group, o.consumer, min(o.per_read, o.batch_size - have - len(more)), block_ms)
         return more
 
     def _claim(self) -> list[Message]:

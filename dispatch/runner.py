@@ -47,6 +47,7 @@ def build_drainer(
         group=group_for(service, cli=cli),
         consumer=consumer_name_for(service, cli=cli),
         batch_size=batch_size or settings.DISPATCHER_BATCH_SIZE,
+        read_count=settings.REDIS_STREAM_BATCH_SIZE,
         # Short blocking reads so a stop request or the end of a cycle is noticed within a second.
         block_seconds=min(settings.REDIS_STREAM_BLOCK_TIME, block_seconds),
         claim_seconds=settings.REDIS_STREAM_CLAIM_TIME,
