@@ -137,9 +137,14 @@ def _debug_lines(samples: dict) -> list[str]:
         lines += [f"  {name}: {value}" for name, value in sample.request_headers.items()]
         if status:
             lines.append("Response headers:")
-            lines += [f"  {name}: {value}" for name, value in sample.headers]
+            lines += [f"  {_canonical(name)}: {value}" for name, value in sample.headers]
             lines.append(f"Response body: {sample.body or '<empty body>'}")
     return lines
+
+
+def _canonical(name: str) -> str:
+    """Header names as Go prints them (X-Proxy-Cache): servers may send them in any case (HTTP/1.1 lowercases)."""
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
 def _as_json(summary: dict, samples: dict) -> dict:
@@ -152,7 +157,7 @@ def _as_json(summary: dict, samples: dict) -> dict:
             ("network_error" if s == 0 else str(s)): {
                 "error": r.error,
                 "request_headers": r.request_headers,
-                "response_headers": dict(r.headers),
+                "response_headers": {_canonical(name): value for name, value in r.headers},
                 "response_body": r.body,
             }
             for s, r in samples.items()
