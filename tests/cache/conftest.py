@@ -36,5 +36,31 @@ def cache_backend_name(request, settings):
 
 
 @pytest.fixture
+def memory_cache(settings):
+    """The in-memory backend only, for behaviour that does not depend on the backend."""
+    settings.HTTP_CACHE_ENABLED = True
+    settings.HTTP_CACHE_BACKEND = "in-memory"
+    cache_backends.reset_for_tests()
+    yield
+    cache_backends.reset_for_tests()
+
+
+@pytest.fixture
 def cache_backend(cache_backend_name):
     return cache_backends.get_backend()
+
+
+@pytest.fixture
+def http(proxy_server):
+    """An httpx client on the proxy that sends no Accept* headers, so keys match what an exact purge computes."""
+    import httpx
+
+    with httpx.Client(base_url=proxy_server.url, timeout=10) as client:
+        for name in ("Accept", "Accept-Encoding"):
+            client.headers.pop(name, None)
+        yield client
+
+
+@pytest.fixture
+def auth(token_pair):
+    return {"Authorization": f"Bearer {token_pair[1]}"}
