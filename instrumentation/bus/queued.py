@@ -20,22 +20,23 @@ logger = logging.getLogger("instrumentation.bus")
 
 
 class Throttled:
-    """A warning logged at most once per `interval` seconds, with how often it was suppressed."""
+    """Warnings logged at most once per `interval` seconds per message, with how many were suppressed."""
 
     def __init__(self, log: logging.Logger, interval: float = 10.0) -> None:
         self.log = log
         self.interval = interval
-        self._last = -interval
-        self._suppressed = 0
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
 
-    def warning(self, message: str, *args) -> None:
+    def warning(self, message: str, *args, **kwargs) -> None:
         now = time.monotonic()
-        if now - self._last < self.interval:
-            self._suppressed += 1
+        if now - self._last.get(message, -self.interval) < self.interval:
+            self._suppressed[message] = self._suppressed.get(message, 0) + 1
             return
-        suffix = f" ({self._suppressed} similar warnings suppressed)" if self._suppressed else ""
-        self._last, self._suppressed = now, 0
-        self.log.warning(message + suffix, *args)
+        suppressed = self._suppressed.pop(message, 0)
+        self._last[message] = now
+        suffix = f" ({suppressed} similar warnings suppressed)" if suppressed else ""
+        self.log.warning(message + suffix, *args, **kwargs)
 
 
 class QueuedBus(EventBus):

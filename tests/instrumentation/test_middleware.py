@@ -265,3 +265,23 @@ async def test_a_stream_the_server_stops_sending_is_published_when_the_response_
     del response, content  # the tee's own `finally` must not publish a second time
     await memory_bus.flush()
     assert len(events) == 1
+
+
+async def test_a_capture_failure_never_fails_the_request(memory_bus, events, caplog, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("capture bug")
+
+    monkeypatch.setattr("instrumentation.middleware.Capture", broken)
+    response = await middleware_around(lambda: HttpResponse(b"{}"))(chat_request())
+    assert response.status_code == 200 and response.content == b"{}"
+    assert "could not capture" in caplog.text
+
+
+async def test_a_publish_failure_never_fails_a_stream(memory_bus, events, caplog, monkeypatch):
+    def broken():
+        raise RuntimeError("bus bug")
+
+    monkeypatch.setattr("instrumentation.middleware.get_bus", broken)
+    response = await middleware_around(lambda: streaming([b"a", b"b"]))(chat_request())
+    assert await drain(response) == b"ab"
+    assert "could not publish" in caplog.text
