@@ -130,12 +130,11 @@ class QueuedBus(EventBus):
                 try:
                     self._deliver_local(batch)
                     await self.awrite(batch)
+                except Exception:  # a bug, not an outage (backends retry those): lose this batch, not the task
+                    logger.exception("event bus (%s): writing a batch failed", self.name)
+                    self.count_dropped(len(batch), "the publisher failed (see the error above)")
                 finally:
                     self._in_flight = 0
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("event bus (%s): the publisher task failed; it restarts on the next event", self.name)
         finally:
             await self.arelease(generation)
 
@@ -173,7 +172,8 @@ class QueuedBus(EventBus):
             if time.monotonic() >= deadline:
                 return False
             here = asyncio.get_running_loop()
-            if self._buffer and (self._task is None or self._task.done() or self._loop is not here):
+            # A drain task running on another thread's loop is left alone to do the work.
+            if self._buffer and (self._task is None or self._task.done() or not self._loop.is_running()):
                 await self.start()
             elif self._wakeup is not None and self._loop is here:
                 self._wakeup.set()

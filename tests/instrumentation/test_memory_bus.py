@@ -84,3 +84,21 @@ def test_dispatchers_cannot_consume_the_in_memory_bus(settings):
     settings.LLM_PROXY_EVENT_BUS = "in-memory"
     with pytest.raises(ImproperlyConfigured, match="LLM_PROXY_EVENT_BUS=redis-streams"):
         get_consumer()
+
+
+async def test_a_failing_backend_loses_the_batch_not_the_publisher():
+    class Flaky(InMemoryBus):
+        calls = 0
+
+        async def awrite(self, batch):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("bug")
+            await super().awrite(batch)
+
+    bus = Flaky(capacity=10)
+    bus.publish(event(1))
+    await bus.flush()
+    bus.publish(event(2))
+    await bus.flush()
+    assert bus.stats()["events_dropped"] == 1 and bus.stats()["events_published"] == 1
