@@ -148,7 +148,7 @@ async def test_publishing_never_waits_for_a_redis_that_is_down(stream_key):
     started = time.perf_counter()
     for n in range(20):
         bus.publish(event(n))
-    assert time.perf_counter() - started < 0.5  # no I/O at all: a connect attempt alone would take longer
+    assert time.perf_counter() - started < 0.5  # publish does no I/O; the bound only allows for a busy machine
     await asyncio.sleep(0.2)
     stats = bus.stats()
     assert stats["events_published"] == 0
