@@ -131,10 +131,11 @@ def exception_handler(exc, context):
     request = context.get("request")
     method = request.method if request is not None else ""
     message = getattr(view, "failure_messages", {}).get(method, "internal server error")
-    if isinstance(exc, DatabaseError):
-        logger.exception("management API: database error (%s)", message)
-    else:
-        logger.exception("management API: unexpected error (%s)", message)
+    kind = "database error" if isinstance(exc, DatabaseError) else "unexpected error"
+    logger.exception("management API: %s (%s)", kind, message)
+    if request is not None and (action := getattr(view, "audit_actions", {}).get(method)):
+        # The database may be what failed; the JSONL line is still written.
+        audit_log(action, "failure", AuditContext.from_request(request), details={"error": message})
     return error(message, 500)
 
 
@@ -173,8 +174,12 @@ class JSONOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class ManagementView(APIView):
-    """Base of every /manage view: management-token auth, JSON errors, reference method handling."""
+class ManagementAuthMixin:
+    """For a DRF view under /manage: management-token auth, JSON errors, the reference's method handling.
+
+    `failure_messages` (method -> the reference's 500 message) and `audit_actions` (method -> the audit
+    action written as a failure on an unexpected error) shape what a database failure looks like.
+    """
 
     authentication_classes = [ManagementTokenAuthentication]
     permission_classes: list = []
@@ -182,7 +187,8 @@ class ManagementView(APIView):
     content_negotiation_class = JSONOnly
     metadata_class = None  # OPTIONS is not answered: 405 as in the reference
     http_method_names = ["get", "post", "patch", "delete"]  # HEAD is 405 too (Go's mux does not map it to GET)
-    failure_messages: dict[str, str] = {}  # method -> the reference's 500 message
+    failure_messages: dict[str, str] = {}
+    audit_actions: dict[str, str] = {}
 
     @property
     def default_response_headers(self):
@@ -190,6 +196,10 @@ class ManagementView(APIView):
 
     def get_exception_handler(self):
         return exception_handler
+
+
+class ManagementView(ManagementAuthMixin, APIView):
+    """Base of every /manage view."""
 
 
 # --- Request parsing ----------------------------------------------------------

@@ -119,6 +119,7 @@ class ProjectListView(ManagementView):
     """GET: every project, by name, keys obfuscated (audited: project.list). POST: create (project.create)."""
 
     failure_messages = {"GET": "failed to list projects", "POST": "failed to create project"}
+    audit_actions = {"GET": "project.list", "POST": "project.create"}
 
     @extend_schema(
         operation_id="projects_list",
@@ -163,6 +164,7 @@ class ProjectDetailView(ManagementView):
     """One project. PATCH is audited as project.update; DELETE is always refused (project.delete, failure)."""
 
     failure_messages = {"PATCH": "failed to update project"}
+    audit_actions = {"PATCH": "project.update"}
 
     @property
     def allowed_methods(self):
@@ -250,6 +252,7 @@ class ProjectTokensRevokeView(ManagementView):
     """Revoke all active tokens of a project at once (audited: token.revoke_batch)."""
 
     failure_messages = {"POST": "failed to get project tokens"}
+    audit_actions = {"POST": "token.revoke_batch"}
 
     @extend_schema(
         operation_id="projects_tokens_revoke",

@@ -122,6 +122,7 @@ class TokenListView(ManagementView):
     """GET: tokens, newest first, obfuscated (audited: token.list). POST: mint one (token.create)."""
 
     failure_messages = {"GET": "failed to list tokens", "POST": "failed to store token"}
+    audit_actions = {"GET": "token.list", "POST": "token.create"}
 
     @extend_schema(
         operation_id="tokens_list",
@@ -195,6 +196,7 @@ class TokenDetailView(ManagementView):
     """One token by id. Audited as token.read, token.update and token.revoke."""
 
     failure_messages = {"PATCH": "failed to update token", "DELETE": "failed to revoke token"}
+    audit_actions = {"PATCH": "token.update", "DELETE": "token.revoke"}
 
     def initial(self, request, *args, **kwargs):
         super().initial(request, *args, **kwargs)
