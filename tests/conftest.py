@@ -91,8 +91,8 @@ class ProxyServer:
         reset_for_tests()
 
 
-def write_provider_config(path, base_url: str, **provider_fields) -> None:
-    provider = {"base_url": base_url, **TEST_PROVIDER, **provider_fields}
+def write_provider_config(path, upstream_url: str, **provider_fields) -> None:
+    provider = {"base_url": upstream_url, **TEST_PROVIDER, **provider_fields}
     path.write_text(json.dumps({"default_api": "openai", "apis": {"openai": provider}}, indent=2))  # JSON is YAML
 
 

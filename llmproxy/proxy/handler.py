@@ -13,6 +13,7 @@ It is Django's ASGIHandler with everything that costs a thread hop per request t
 import asyncio
 import io
 import logging
+import uuid
 from contextlib import aclosing
 
 from django.conf import settings
@@ -59,7 +60,9 @@ class ProxyASGIHandler(ASGIHandler):
         except RequestAborted:
             return
         except errors.ProxyError as exc:
-            await self.send_response(errors.response(exc), send)
+            response = errors.response(exc)
+            response["X-Request-ID"] = str(uuid.uuid4())  # contract 1: on every /v1 response
+            await self.send_response(response, send)
             return
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, io.BytesIO(body))

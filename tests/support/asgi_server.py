@@ -37,6 +37,7 @@ class LiveASGIServer:
             loop="asyncio",
             server_header=False,
             date_header=False,
+            proxy_headers=False,  # like Daphne's default: the peer is the socket's, X-Forwarded-For is not trusted
             timeout_graceful_shutdown=5,
         )
         self._server = uvicorn.Server(config)

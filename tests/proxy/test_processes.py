@@ -1,0 +1,151 @@
+"""Real server processes: graceful shutdown under plain Daphne, and revocation across two web processes."""
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from django.db import connection
+
+from tests.conftest import MANAGEMENT_TOKEN, write_provider_config
+from tests.support.fake_upstream import sse_chunks
+
+ROOT = Path(__file__).resolve().parents[2]
+DAPHNE = str(Path(sys.executable).with_name("daphne"))
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+
+
+def shared_database_url(tmp_path) -> str:
+    """A database the server processes share with this test: the PostgreSQL test database itself, or a
+    file copy of SQLite's in-memory test database (taken now, so create the rows first)."""
+    settings = connection.settings_dict
+    if connection.vendor == "postgresql":
+        password = f":{settings['PASSWORD']}" if settings["PASSWORD"] else ""
+        return f"postgres://{settings['USER']}{password}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
+    path = tmp_path / "shared.sqlite3"
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM INTO %s", [str(path)])
+    return f"sqlite:///{path}"
+
+
+def request_count(database_url: str, token_id) -> int:
+    if database_url.startswith("sqlite:///"):
+        with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
+            return db.execute("SELECT request_count FROM tokens WHERE id = ?", [token_id.hex]).fetchone()[0]
+    from tokens.models import Token
+
+    return Token.objects.get(id=token_id).request_count
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_daphne(tmp_path, database_url: str, upstream_url: str, **env) -> tuple[subprocess.Popen, str]:
+    config = tmp_path / "providers.yaml"
+    write_provider_config(config, upstream_url)
+    port = free_port()
+    environment = {
+        **os.environ,
+        "MANAGEMENT_TOKEN": MANAGEMENT_TOKEN,
+        "DATABASE_URL": database_url,
+        "API_CONFIG_PATH": str(config),
+        "LLM_PROXY_EVENT_BUS": "in-memory",
+        "DATA_DIR": str(tmp_path),
+        "AUDIT_LOG_FILE": str(tmp_path / "audit.log"),
+        "FILE_EVENT_LOG": "",
+        **env,
+    }
+    process = subprocess.Popen(
+        [DAPHNE, "-b", "127.0.0.1", "-p", str(port), "llmproxy.asgi:application"],
+        cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            httpx.get(url + "/live", timeout=1)
+            return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"daphne did not start: {process.stderr.read().decode()[-2000:]}")
+
+
+@pytest.fixture
+def servers():
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stderr.close()
+
+
+def test_daphne_finishes_in_flight_streams_and_flushes_counters_on_sigterm(
+    transactional_db, tmp_path, fake_upstream, token_pair, servers
+):
+    database_url = shared_database_url(tmp_path)
+    process, url = start_daphne(tmp_path, database_url, fake_upstream.url, USAGE_STATS_FLUSH_INTERVAL="60s")
+    servers.append(process)
+    events = sse_chunks(("one", "two", "three", "four"))
+    fake_upstream.sse("/v1/chat/completions", events, delays=[0, 0.5, 0.5, 0.5, 0.5, 0])
+    first_chunk, received, failure = threading.Event(), [], []
+
+    def stream() -> None:
+        try:
+            with httpx.stream("POST", url + "/v1/chat/completions", json=CHAT, timeout=30,
+                              headers={"Authorization": f"Bearer {token_pair[1]}"}) as response:  # fmt: skip
+                for chunk in response.iter_raw():
+                    received.append(chunk)
+                    first_chunk.set()
+        except Exception as exc:  # reported by the assertions below
+            failure.append(exc)
+            first_chunk.set()
+
+    client = threading.Thread(target=stream)
+    client.start()
+    assert first_chunk.wait(15)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    with pytest.raises(httpx.ConnectError):  # no new work is accepted while draining
+        httpx.get(url + "/live", timeout=2)
+    client.join(30)
+    assert failure == []
+    assert b"".join(received) == "".join(events).encode()
+    assert process.wait(30) == 0
+    assert request_count(database_url, token_pair[0].id) == 1  # flushed by the shutdown hooks
+
+
+def test_revocation_reaches_another_web_process_within_a_second(
+    transactional_db, tmp_path, fake_upstream, token_pair, own_redis, servers
+):
+    database_url = shared_database_url(tmp_path)
+    redis_addr = own_redis[1].removeprefix("redis://").removesuffix("/0")
+    env = {"HTTP_CACHE_BACKEND": "redis", "HTTP_CACHE_ENABLED": "false", "REDIS_ADDR": redis_addr}
+    (a, url_a), (b, url_b) = (start_daphne(tmp_path, database_url, fake_upstream.url, **env) for _ in range(2))
+    servers.extend([a, b])
+    auth = {"Authorization": f"Bearer {token_pair[1]}"}
+    for url in (url_a, url_b):  # both processes now hold the token in their caches
+        assert httpx.get(url + "/v1/models", headers=auth).status_code == 200
+    time.sleep(0.5)  # both listeners subscribed
+
+    revoked = httpx.delete(
+        f"{url_a}/manage/tokens/{token_pair[0].id}", headers={"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}
+    )
+    assert revoked.status_code in (200, 204), revoked.text
+    started = time.monotonic()
+    while httpx.get(url_b + "/v1/models", headers=auth).status_code == 200:
+        assert time.monotonic() - started < 1.0, "process B still accepts the revoked token"
+        time.sleep(0.02)
+    assert httpx.get(url_a + "/v1/models", headers=auth).status_code == 401
