@@ -16,17 +16,20 @@ if [ "$#" -eq 0 ]; then
   set -- web
 fi
 
-if [ "$1" = "migrate" ]; then
-  exec python docker/launch.py migrate
-fi
+case "$1" in
+  migrate)
+    exec python docker/launch.py migrate
+    ;;
+  web)
+    # One interpreter less at start-up: the launcher waits and migrates itself, then starts Daphne.
+    shift
+    exec python docker/launch.py web "$@"
+    ;;
+esac
 
 python docker/launch.py prepare
 
 case "$1" in
-  web)
-    shift
-    exec python docker/launch.py web "$@"
-    ;;
   worker)
     shift
     exec celery -A llmproxy worker --loglevel "${LOG_LEVEL:-info}" "$@"

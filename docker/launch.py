@@ -4,7 +4,7 @@
     python docker/launch.py migrate   wait, then apply migrations under a lock (one replica at a time)
     python docker/launch.py prepare   wait, then migrate when MIGRATE_ON_START is true
     python docker/launch.py web [daphne options]
-                                      WEB_CONCURRENCY Daphne processes sharing one listening socket
+                                      prepare, then WEB_CONCURRENCY Daphne processes sharing one listening socket
 
 Daphne is a single process, so several of them accept on a socket bound here and passed by descriptor
 (`--fd N`); the kernel spreads connections among them.
@@ -116,7 +116,13 @@ def listening_socket(addr: str) -> socket.socket:
 
 
 def web(extra_args: list[str]) -> None:
-    settings = setup_django()
+    """Wait for the database and migrate (as `prepare`), then serve with WEB_CONCURRENCY Daphne processes."""
+    from django.db import connections
+
+    prepare()
+    connections.close_all()  # the Daphne processes open their own
+    from django.conf import settings
+
     addr, count = settings.LISTEN_ADDR, settings.WEB_CONCURRENCY
     host, _, port = addr.rpartition(":")
     app = "llmproxy.asgi:application"
