@@ -20,6 +20,8 @@ from .services import (
     validate_api_key,
 )
 
+CHANGE_DATES = ["deactivated_at", "created_at", "updated_at"]
+
 
 class ProjectForm(forms.ModelForm):
     # Write-only: never rendered back, so the page source never holds the key. Empty on edit = unchanged.
@@ -88,12 +90,13 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = [StatusFilter]
     ordering = ["name"]
     actions = ["deactivate", "deactivate_and_revoke", "activate", "revoke_all_tokens"]
-    readonly_fields = ["api_key_display", "status", "tokens_display", "deactivated_at", "created_at", "updated_at"]
+    readonly_fields = ["api_key_display", "status", "tokens_display", *CHANGE_DATES]
 
     def get_fields(self, request, obj=None):
         if obj is None:
             return ["name", "api_key"]
-        return ["name", "api_key", "is_active", "revoke_tokens", *self.readonly_fields]
+        # The current key shows (obfuscated) in the key field's help text, not as a second "API key" row.
+        return ["name", "api_key", "is_active", "revoke_tokens", "status", "tokens_display", *CHANGE_DATES]
 
     def get_readonly_fields(self, request, obj=None):
         return self.readonly_fields if obj else []

@@ -178,6 +178,11 @@ class TokenAdmin(admin.ModelAdmin):
         if changes:
             token_update(token=Token.objects.get(pk=obj.pk), ctx=ctx, **changes)
 
+    def add_view(self, request, form_url="", extra_context=None):
+        # Every save leads to the page that shows the secret, so the other save buttons would mislead.
+        buttons = {"show_save_and_add_another": False, "show_save_and_continue": False}
+        return super().add_view(request, form_url, {**buttons, **(extra_context or {})})
+
     def response_add(self, request, obj, post_url_continue=None):
         return redirect("admin:tokens_token_created", obj.pk)
 

@@ -89,6 +89,7 @@ def test_inactive_projects_cannot_get_tokens(admin_client, project):
 def test_the_add_form_preselects_the_project_from_the_link(admin_client, project):
     page = admin_client.get(ADD, {"project": str(project.pk)}).content.decode()
     assert f'<option value="{project.pk}" selected>Acme</option>' in page
+    assert 'name="_save"' in page and 'name="_addanother"' not in page and 'name="_continue"' not in page
 
 
 def test_list_columns_show_obfuscated_token_usage_and_status(admin_client, project):
