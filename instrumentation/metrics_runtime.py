@@ -4,14 +4,15 @@ Go's runtime counts goroutines, heap bytes and GC cycles; CPython has asyncio ta
 the C allocator (glibc malloc) plus pymalloc's object arenas, and a generational collector that is
 triggered by allocation counts. Each HELP text says which Python figure stands behind the name.
 
-Values are sampled, not kept live: at every scrape, and (with several processes) by each process
-at most every REFRESH_INTERVAL seconds from `metrics.count`, so that the gauges of all live
-processes can be summed. GC pauses are timed with `gc.callbacks`.
+Values are sampled, not kept live: at every scrape and, with several processes, by each process every
+REFRESH_INTERVAL seconds (a daemon thread), so that the gauges of all live processes can be summed.
+GC pauses are timed with `gc.callbacks`.
 """
 
 import asyncio
 import ctypes
 import gc
+import logging
 import os
 import sys
 import threading
@@ -19,6 +20,11 @@ import time
 
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
+
+from instrumentation import multiprocess as process_files
+from llmproxy import lifecycle
+
+logger = logging.getLogger(__name__)
 
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 REFRESH_INTERVAL = 5.0
@@ -104,7 +110,8 @@ _mallinfo2 = _load_mallinfo2()
 _gc = {"started": 0.0, "pause": 0.0}
 # What was already transferred to the counters, to add only the difference.
 _seen = {"pause": 0.0, "runs": 0, "heap_alloc": 0, "blocks": 0}
-_state = {"pid": 0, "next": float("inf")}
+_state = {"pid": 0, "loop": None}
+_refresh_lock = threading.Lock()
 
 
 def _on_gc(phase: str, info: dict) -> None:
@@ -115,7 +122,7 @@ def _on_gc(phase: str, info: dict) -> None:
 
 
 def install() -> None:
-    """Start timing collections and mark this process's start (idempotent; re-run after a fork)."""
+    """Start timing collections and mark this process's start (idempotent; re-run in a forked child)."""
     if _on_gc not in gc.callbacks:
         gc.callbacks.append(_on_gc)
     forked = _state["pid"] != 0
@@ -124,33 +131,52 @@ def install() -> None:
     # A forked child starts from zero for what it did not itself do; counts before this are the parent's.
     _seen.update(pause=_gc["pause"], runs=_gc_runs() if forked else 0, heap_alloc=0, blocks=0)
     if MULTIPROCESS:
-        _state["next"] = time.monotonic()
+        threading.Thread(target=_heartbeat, name="metrics-heartbeat", daemon=True).start()
 
 
-def tick() -> None:
-    """Called from `metrics.count`: with several processes, refresh this one's figures now and then."""
-    if time.monotonic() >= _state["next"]:
-        refresh()
+def _heartbeat() -> None:
+    """With several processes, each refreshes its own figures for the others' scrapes, busy or idle."""
+    pid = os.getpid()
+    while os.getpid() == pid:
+        try:
+            refresh()
+            process_files.touch_own_live_files()
+        except Exception:  # never let the heartbeat die of one bad sample
+            logger.debug("metrics heartbeat failed", exc_info=True)
+        time.sleep(REFRESH_INTERVAL)
+
+
+def remember_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """The web process's event loop, so that samples taken from other threads can count its tasks."""
+    _state["loop"] = loop
+
+
+async def _remember_running_loop() -> None:
+    remember_loop(asyncio.get_running_loop())
 
 
 def refresh(tasks: int | None = None) -> None:
-    if os.getpid() != _state["pid"]:  # forked (Celery prefork, gunicorn): the figures are the child's
-        install()
-    _state["next"] = time.monotonic() + REFRESH_INTERVAL if MULTIPROCESS else float("inf")
-    tasks = _asyncio_tasks() if tasks is None else tasks
-    threads = threading.active_count()
-    GOROUTINES.set(tasks + threads)
-    TASKS.set(tasks)
-    THREADS.set(threads)
-    _refresh_memory()
-    _refresh_gc()
+    with _refresh_lock:
+        tasks = _asyncio_tasks() if tasks is None else tasks
+        threads = threading.active_count()
+        GOROUTINES.set(tasks + threads)
+        TASKS.set(tasks)
+        THREADS.set(threads)
+        _refresh_memory()
+        _refresh_gc()
 
 
 def _asyncio_tasks() -> int:
     try:
         return len(asyncio.all_tasks())
-    except RuntimeError:  # no event loop in this thread (Celery, commands): no tasks
-        return 0
+    except RuntimeError:  # not on the event loop's thread: count the remembered loop's tasks
+        loop = _state["loop"]
+        if loop is None or loop.is_closed():
+            return 0
+        try:
+            return len(asyncio.all_tasks(loop))  # copies the task set, retrying if it changes meanwhile
+        except RuntimeError:
+            return 0
 
 
 def _refresh_memory() -> None:
@@ -217,4 +243,14 @@ def finish(families: list) -> list:
     return [uptime, *kept]
 
 
+def _after_fork_in_child() -> None:
+    _refresh_lock.release()
+    install()  # Celery's prefork children: their own start time and heartbeat
+
+
 install()
+# No fork while the heartbeat is writing: a child must not inherit a lock held by a thread it does not have.
+os.register_at_fork(
+    before=_refresh_lock.acquire, after_in_parent=_refresh_lock.release, after_in_child=_after_fork_in_child
+)
+lifecycle.on_startup(_remember_running_loop)

@@ -81,29 +81,47 @@ def wait_until_live(url: str) -> None:
 def test_a_web_worker_serves_the_totals_of_every_process_sharing_the_folder(environment):
     start, folder = environment
     web = start_web(start)
-    worker = start("-c", WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert worker.stdout.readline().strip() == "ready"
+    workers = [start("-c", WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    for worker in workers:
+        assert worker.stdout.readline().strip() == "ready"
     wait_until_live(web)
     for _ in range(3):
         assert httpx.get(web + "/health").status_code == 200
 
     scrape = Scrape(httpx.get(web + "/metrics/prometheus").text)
     assert scrape.value("django_http_requests_total_by_view_transport_method_total", **HEALTH_VIEW) == 3
-    # Counted in the other process only:
-    assert scrape.value("llm_proxy_requests_total") == 4
-    assert scrape.value("llm_proxy_requests_by_status_class_total", status_class="2xx") == 4
-    assert scrape.value("llm_proxy_errors_total") == 1
-    assert scrape.value("llm_proxy_cache_hits_total") == 3
-    assert scrape.value("llm_proxy_upstream_ttfb_seconds_count") == 1
-    # Live gauges are sums over the live processes: two of them, each with at least one thread.
-    assert scrape.value("llm_proxy_python_threads") >= 2
-    assert scrape.value("llm_proxy_memory_sys_bytes") > 2 * 10_000_000
+    # Counted in the two other processes only:
+    assert scrape.value("llm_proxy_requests_total") == 8
+    assert scrape.value("llm_proxy_requests_by_status_class_total", status_class="2xx") == 8
+    assert scrape.value("llm_proxy_errors_total") == 2
+    assert scrape.value("llm_proxy_cache_hits_total") == 6
+    assert scrape.value("llm_proxy_upstream_ttfb_seconds_count") == 2
+    # Live gauges are sums over the live processes: three of them, each with at least one thread.
+    assert scrape.value("llm_proxy_python_threads") >= 3
+    assert scrape.value("llm_proxy_memory_sys_bytes") > 3 * 10_000_000
     body = httpx.get(web + "/metrics").json()
-    assert (body["request_count"], body["error_count"], body["cache_hits"]) == (4, 1, 3)
+    assert (body["request_count"], body["error_count"], body["cache_hits"]) == (8, 2, 6)
 
-    worker.stdin.close()  # the worker finishes: what it counted stays, its live gauges go
-    assert worker.wait(15) == 0
+    finished, killed = workers
+    finished.stdin.close()  # exits normally: what it counted stays, its live gauges go
+    assert finished.wait(15) == 0
+    killed.kill()  # dies without cleaning up: the next scrape notices its PID is gone
+    killed.wait(15)
     after = Scrape(httpx.get(web + "/metrics/prometheus").text)
-    assert after.value("llm_proxy_requests_total") == 4
-    assert not list(folder.glob(f"gauge_live*-{worker.pid}.db"))
+    assert after.value("llm_proxy_requests_total") == 8
+    for worker in workers:
+        assert not list(folder.glob(f"gauge_live*-{worker.pid}.db"))
     assert list(folder.glob("gauge_live*.db"))  # the web worker's are still there
+
+
+def test_live_gauges_of_other_hosts_count_only_while_their_heartbeat_is_fresh(tmp_path, monkeypatch):
+    from instrumentation import multiprocess
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    for name in ("counter_other-host-7.db", "gauge_livesum_other-host-7.db", "gauge_livesum_other-host-8.db"):
+        (tmp_path / name).write_bytes(b"")
+    old = time.time() - multiprocess.STALE_AFTER - 5
+    os.utime(tmp_path / "gauge_livesum_other-host-7.db", (old, old))
+    os.utime(tmp_path / "counter_other-host-7.db", (old, old))
+    kept = sorted(os.path.basename(name) for name in multiprocess.files_to_merge())
+    assert kept == ["counter_other-host-7.db", "gauge_livesum_other-host-8.db"]
