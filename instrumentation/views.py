@@ -13,6 +13,7 @@ from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 
 from instrumentation import metrics, metrics_dispatch
+from instrumentation import metrics_runtime as runtime
 
 # The classic text format every Prometheus understands (prometheus_client's newer default says 1.0.0).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -51,6 +52,7 @@ async def metrics_prometheus(request):
 async def _gather() -> tuple[list, dict]:
     if not settings.ENABLE_METRICS:  # also checked here: the URLconf is built once per process
         raise Http404("metrics are disabled (ENABLE_METRICS=false)")
+    runtime.remember_loop(asyncio.get_running_loop())  # for the heartbeat's samples, taken from its own thread
     tasks = len(asyncio.all_tasks())
     return await sync_to_async(_collect, thread_sensitive=False)(tasks)
 
