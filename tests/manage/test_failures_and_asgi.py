@@ -3,7 +3,8 @@
 import json
 
 import pytest
-from django.db import DatabaseError
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connections
 from django.test import AsyncClient
 
 from audit.models import AuditEvent
@@ -13,6 +14,13 @@ from tests.manage.conftest import assert_json_error
 from tokens.models import Token
 
 AUTH = {"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}
+
+
+@pytest.fixture
+async def asgi_client():
+    """An ASGI test client; the sync views run in asgiref's worker thread, whose connections are closed after."""
+    yield AsyncClient()
+    await sync_to_async(connections.close_all)()
 
 
 def _fail(*args, **kwargs):
@@ -46,8 +54,8 @@ def test_a_failing_token_listing_is_a_json_500(api, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_the_api_works_over_asgi():
-    client = AsyncClient()
+async def test_the_api_works_over_asgi(asgi_client):
+    client = asgi_client
     body = json.dumps({"name": "Async", "api_key": "sk-async-0123456789abcdef"})
     created = await client.post("/manage/projects", body, "application/json", headers=AUTH)
     assert created.status_code == 201 and created["X-Request-ID"]
@@ -59,10 +67,10 @@ async def test_the_api_works_over_asgi():
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_an_oversized_body_is_a_413_over_asgi(settings):
+async def test_an_oversized_body_is_a_413_over_asgi(settings, asgi_client):
     settings.MAX_REQUEST_SIZE = 50
     body = json.dumps({"name": "Async", "api_key": "k" * 100})
-    response = await AsyncClient().post("/manage/projects", body, "application/json", headers=AUTH)
+    response = await asgi_client.post("/manage/projects", body, "application/json", headers=AUTH)
     assert response.status_code == 413
     assert response.json() == {"error": "Request body too large", "code": "request_too_large"}
     assert not await Project.objects.aexists()
