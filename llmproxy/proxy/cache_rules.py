@@ -3,6 +3,7 @@
 Nothing here does I/O, so every rule is unit-tested without a server; `cache.py` applies them to requests.
 """
 
+import functools
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -74,6 +75,7 @@ def shareable(directives: dict[str, str]) -> bool:
 # --- Keys ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
 def base_key(method: str, path: str, query_string: str) -> str:
     grouped: dict[str, list[str]] = defaultdict(list)
     for name, value in parse_qsl(query_string, keep_blank_values=True):
