@@ -10,6 +10,7 @@ from pathlib import Path
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from .models import AuditEvent
@@ -108,11 +109,24 @@ def audit_log(
     )
     _append_to_file(event)
     if settings.AUDIT_STORE_IN_DB:
+        _fit_columns(event)
         try:
-            event.save(force_insert=True)
+            # A savepoint: when the insert fails inside the caller's transaction (a service's), only the
+            # audit row is rolled back; without it PostgreSQL would abort, and silently lose, the whole write.
+            with transaction.atomic():
+                event.save(force_insert=True)
         except Exception:
             logger.warning("audit event %s could not be stored in the database", action, exc_info=True)
     return event
+
+
+def _fit_columns(event: AuditEvent) -> None:
+    """Client-supplied values (X-Request-ID, X-Forwarded-For, ids from URLs) cut to their columns, NULs dropped."""
+    for column in AuditEvent._meta.concrete_fields:
+        value = getattr(event, column.attname)
+        if isinstance(value, str):
+            value = value.replace("\x00", "")
+            setattr(event, column.attname, value[: column.max_length] if column.max_length else value)
 
 
 async def aaudit_log(*args, **kwargs) -> AuditEvent | None:

@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 
 from audit.models import AuditEvent
+from projects.models import Project
 from tokens.models import hash_token
 from tokens.services import token_create
 
@@ -133,3 +134,19 @@ def test_no_response_or_audit_record_carries_a_full_key_or_token_or_hash(api, pr
     texts.append(open(settings.AUDIT_LOG_FILE, encoding="utf-8").read())
     for text in texts:
         assert "very-secret" not in text and token not in text and token_hash not in text
+
+
+def test_oversized_client_headers_never_cost_the_write_or_its_audit_row(api):
+    # On PostgreSQL a too-long audit column used to abort the service's transaction: 201, but nothing saved.
+    response = api.post(
+        "/manage/projects",
+        {"name": "Long headers", "api_key": "sk-long-0123456789abcdef"},
+        HTTP_X_REQUEST_ID="r" * 300,
+        HTTP_X_FORWARDED_FOR="1" * 100 + ", 10.0.0.1",
+    )
+    assert response.status_code == 201
+    assert response["X-Request-ID"] == "r" * 300
+    assert Project.objects.filter(name="Long headers").exists()
+    row = AuditEvent.objects.get(action="project.create", project_id=response.json()["id"])
+    assert row.request_id == "r" * 128 and row.client_ip == "1" * 64
+    assert jsonl_lines()[-1]["request_id"] == "r" * 300
