@@ -46,7 +46,7 @@ class Process:
     def output(self) -> str:
         return "\n".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> None:
+    def wait_for(self, text: str, timeout: float = 40.0) -> None:
         deadline = time.monotonic() + timeout
         while text not in self.output:
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -56,7 +56,7 @@ class Process:
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
-    def wait(self, timeout: float = 20.0) -> int:
+    def wait(self, timeout: float = 40.0) -> int:
         code = self.proc.wait(timeout)
         self._reader.join(5)
         return code
@@ -75,9 +75,10 @@ def dispatcher(stream_key: str, *args: str, **env: str) -> Process:
     return Process([sys.executable, "manage.py", "dispatcher", *args], subprocess_env(stream_key, **env))
 
 
-def wait_until(condition, timeout: float = 20.0, message: str = "condition") -> None:
+def wait_until(condition, timeout: float = 40.0, message="condition") -> None:
+    """Poll `condition`; on timeout fail with `message` (a string, or a callable giving details such as a log)."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
+            raise AssertionError(f"timed out waiting for {message() if callable(message) else message}")
         time.sleep(0.05)

@@ -46,18 +46,24 @@ def test_a_detached_dispatcher_sends_the_batch_it_is_gathering_on_sigterm(stream
     assert launcher.wait() == 0, launcher.output
     pid = int(launcher.output.split("pid ")[1].split(",")[0])
     log = tmp_path / "dispatcher-lunary.log"
+
+    def details(what: str):
+        return lambda: f"{what}; log:\n{log.read_text() if log.exists() else '(none)'}"
+
     try:
-        wait_until(lambda: "delivering to lunary" in log.read_text(), message="the detached dispatcher to start")
+        wait_until(
+            lambda: "delivering to lunary" in log.read_text(), message=details("the detached dispatcher to start")
+        )
         events = [chat_event() for _ in range(5)]
         stream.publish(*events)
-        wait_until(lambda: stream.pending("llm-proxy-dispatchers-lunary") == 5, message="5 events read")
-        assert fake_lunary.requests == []  # still waiting for a full batch
+        wait_until(lambda: stream.pending("llm-proxy-dispatchers-lunary") == 5, message=details("5 events read"))
+        assert fake_lunary.requests == [], log.read_text()  # still waiting for a full batch
     finally:
         os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: _gone(pid), message="the dispatcher to stop")
-    assert {run_id(e) for e in events} <= set(fake_lunary.runs)
+    wait_until(lambda: _gone(pid), message=details("the dispatcher to stop"))
+    assert {run_id(e) for e in events} <= set(fake_lunary.runs), log.read_text()
     assert stream.pending("llm-proxy-dispatchers-lunary") == 0
-    assert "stopped; 5 events delivered" in log.read_text()
+    assert "stopped; 5 events delivered" in log.read_text(), log.read_text()
     assert LUNARY_KEY not in launcher.output + log.read_text()
 
 
