@@ -115,7 +115,9 @@ def _text(name: str, description: str) -> OpenApiParameter:
     return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.QUERY, description=description)
 
 
+# Empty values mean "no filter" / "the default", as in the reference.
 TIME_OR_EMPTY = {"type": "string", "anyOf": [{"format": "date-time"}, {"maxLength": 0}]}
+COUNT_OR_EMPTY = {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "maxLength": 0}]}
 LIST_PARAMETERS = [
     *[_text(name, f"Only events whose {name} is exactly this.") for name in EXACT_FILTERS],
     _text("search", "Case-insensitive substring of " + ", ".join(SEARCHED) + "."),
@@ -127,12 +129,10 @@ LIST_PARAMETERS = [
         "end_time", TIME_OR_EMPTY, OpenApiParameter.QUERY,
         description="Only events at or before this time (RFC 3339). Empty: no filter.",
     ),
+    OpenApiParameter("page", COUNT_OR_EMPTY, OpenApiParameter.QUERY, description="From 1 (empty: default 1)."),
     OpenApiParameter(
-        "page", {"type": "integer", "minimum": 1}, OpenApiParameter.QUERY, description="From 1 (default 1)."
-    ),
-    OpenApiParameter(
-        "page_size", {"type": "integer", "minimum": 1}, OpenApiParameter.QUERY,
-        description=f"Events per page, from 1 (default {DEFAULT_PAGE_SIZE}); values above {MAX_PAGE_SIZE} "
+        "page_size", COUNT_OR_EMPTY, OpenApiParameter.QUERY,
+        description=f"Events per page, from 1 (empty: default {DEFAULT_PAGE_SIZE}); values above {MAX_PAGE_SIZE} "
         f"are treated as {MAX_PAGE_SIZE}, as in the reference.",
     ),
 ]  # fmt: skip
