@@ -204,3 +204,18 @@ def test_lunary_and_helicone_each_receive_every_event_once_despite_an_outage(str
     assert {rid: len(logs) for rid, logs in fake_helicone.by_request_id().items()} == {run_id(e): 1 for e in events}
     assert fake_lunary.violations == [] and fake_helicone.violations == []
     assert stream.dead_letters() == []
+
+
+def test_with_the_in_memory_bus_the_file_service_runs_in_process(tmp_path):
+    from dispatch.inprocess import InProcessConsumer, LoggedDeadLetters
+
+    consumer = InProcessConsumer(capacity=2)
+    backend = create_backend("file", endpoint=str(tmp_path / "in-process.jsonl"))
+    events = [chat_event(), stream_event(), chat_event()]
+    for event in events:
+        consumer.offer(event)  # what the bus subscription does; the third does not fit
+    options = DrainOptions(service="file", group="in-process", consumer="in-process", block_seconds=0.05)
+    Drainer(backend, consumer, LoggedDeadLetters(), options).run(until_idle=True)
+    lines = [json.loads(line) for line in (tmp_path / "in-process.jsonl").read_text().splitlines()]
+    assert [line["runId"] for line in lines] == [run_id(e) for e in events[:2]]
+    assert consumer.dropped == 1
