@@ -169,3 +169,10 @@ def test_an_unknown_event_is_a_404(api, event_id):
 
 def test_an_empty_event_id_is_a_400(api):
     assert_json_error(api.get("/manage/audit/"), 400, "audit event ID is required")
+
+
+def test_empty_pagination_and_filter_values_mean_the_defaults(api):
+    record()
+    body = listed(api, "?page=&page_size=&start_time=&end_time=&action=")
+    assert body["pagination"]["page"] == 1 and body["pagination"]["page_size"] == 20
+    assert len(body["events"]) == 1
