@@ -75,7 +75,7 @@ async def alookup(request, *, project_id: str, token_id: str = "", body: bytes |
     (X-Body-Hash, the revalidation's If-None-Match) are set on the request itself, as the reference does.
     """
     lookup = request.proxy_cache = await _alookup(request, project_id, token_id, body)
-    if lookup.upstream_headers:
+    if lookup.upstream_headers and lookup.response is None:
         _forward_headers(request, lookup.upstream_headers)
     return lookup
 
