@@ -235,7 +235,7 @@ class ProjectDetailView(ManagementView):
     def delete(self, request, project_id):
         details = {"error_type": "method not allowed", "reason": "project deletion is not permitted"}
         ctx = AuditContext.from_request(request)
-        audit_log("project.delete", "failure", ctx, project_id=project_id.replace("\x00", "")[:64], details=details)
+        audit_log("project.delete", "failure", ctx, project_id=project_id, details=details)
         response = error("method not allowed", 405, message="project deletion is not permitted")
         response["Allow"] = "GET, PATCH"
         return response

@@ -150,7 +150,7 @@ class TokenListView(ManagementView):
         if project_id:
             details["filtered_by_project"] = True
         ctx = AuditContext.from_request(request)
-        audit_log("token.list", "success", ctx, project_id=project_id.replace("\x00", "")[:64], details=details)
+        audit_log("token.list", "success", ctx, project_id=project_id, details=details)
         return Response(TokenSerializer(tokens, many=True).data)
 
     @extend_schema(
