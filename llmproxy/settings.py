@@ -313,7 +313,7 @@ if PROMETHEUS_MULTIPROC_DIR:  # here, because it must happen before any metric o
 
 # --- Dispatch -------------------------------------------------------------------
 
-DISPATCHER_SERVICE = env_choice("DISPATCHER_SERVICE", "file", {"file", "lunary", "helicone"})
+DISPATCHER_SERVICE = env_choice("DISPATCHER_SERVICE", "file", {"file", "lunary", "helicone", "usage"})
 DISPATCHER_ENDPOINT = env("DISPATCHER_ENDPOINT") or env("LLM_PROXY_ENDPOINT")
 DISPATCHER_BUFFER = env_int("DISPATCHER_BUFFER", 1000, minimum=1)
 DISPATCHER_BATCH_SIZE = env_int("DISPATCHER_BATCH_SIZE", 100, minimum=1)
