@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from llmproxy.admin import adopt, audit_context
+from projects import crypto
 from projects.models import Project
 
 from .models import TOKEN_RE, Token, hash_token
@@ -169,7 +170,8 @@ class TokenAdmin(admin.ModelAdmin):
             adopt(obj, token)
             request.session[PENDING_SECRETS_KEY] = {
                 **request.session.get(PENDING_SECRETS_KEY, {}),
-                str(token.pk): secret,
+                # Encrypted like project keys: the session row lives in the database until the next page.
+                str(token.pk): crypto.encrypt(secret),
             }
             return
         changes = {name: data[name] for name in ("is_active", "max_requests") if name in form.changed_data}
@@ -198,8 +200,9 @@ class TokenAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, token):
             raise PermissionDenied
         pending = request.session.get(PENDING_SECRETS_KEY, {})
-        secret = pending.pop(str(token_id), None)
-        if secret is not None:
+        sealed = pending.pop(str(token_id), None)
+        secret = crypto.decrypt(sealed) if sealed else None
+        if sealed is not None:
             request.session[PENDING_SECRETS_KEY] = pending
         context = {
             **self.admin_site.each_context(request),
