@@ -5,6 +5,7 @@ import json
 import pytest
 from django.test import Client
 
+from instrumentation import bus as instrumentation_bus
 from projects.services import project_create
 from tests.support.fake_upstream import FakeUpstream
 from tokens.services import token_create
@@ -20,6 +21,12 @@ def _test_settings(settings, tmp_path):
     settings.LLM_PROXY_EVENT_BUS = "in-memory"
     settings.REDIS_CONFIGURED = False
     settings.FILE_EVENT_LOG = ""
+    # Django's default hasher costs ~0.5 s per admin user here; tests do not need its strength.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Each test gets a bus that follows its own settings, with no subscriber left by an earlier test.
+    instrumentation_bus.reset_for_tests()
+    yield
+    instrumentation_bus.reset_for_tests()
 
 
 @pytest.fixture(scope="session")
