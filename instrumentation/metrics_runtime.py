@@ -127,7 +127,7 @@ def install() -> None:
         gc.callbacks.append(_on_gc)
     forked = _state["pid"] != 0
     _state["pid"] = os.getpid()
-    START_TIME.set(time.time())
+    START_TIME.set(_process_start_time())
     # A forked child starts from zero for what it did not itself do; counts before this are the parent's.
     _seen.update(pause=_gc["pause"], runs=_gc_runs() if forked else 0, heap_alloc=0, blocks=0)
     if MULTIPROCESS:
@@ -208,6 +208,18 @@ def _refresh_gc() -> None:
     GC_NEXT.set(max(0, gc.get_threshold()[0] - counts[0]))
     for generation, pending in enumerate(counts):
         GC_TRACKED.labels(str(generation)).set(pending)
+
+
+def _process_start_time() -> float:
+    """When this process started (not when this module was first imported, which may be a first request)."""
+    try:
+        with open("/proc/self/stat", "rb") as stat:
+            ticks = int(stat.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime, after "comm"
+        with open("/proc/stat", "rb") as system:
+            boot = next(int(line.split()[1]) for line in system if line.startswith(b"btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):  # not Linux
+        return time.time()
 
 
 def _gc_runs() -> int:
