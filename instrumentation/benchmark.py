@@ -44,6 +44,7 @@ class Result:
     body: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
     request_headers: dict[str, str] = field(default_factory=dict)
+    request_body: str = ""
 
     @property
     def ok(self) -> bool:
@@ -127,6 +128,7 @@ async def send(session: aiohttp.ClientSession, options: Options) -> Result:
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         result = Result(0, time.time_ns() - start_ns, error=f"{type(exc).__name__}: {exc}".rstrip(": "))
     result.request_headers = {**headers, "Authorization": "Bearer <redacted>"}
+    result.request_body = data.decode() if data else ""
     return result
 
 

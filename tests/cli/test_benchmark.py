@@ -167,7 +167,7 @@ def test_debug_shows_a_sample_per_status_with_all_headers_and_never_the_token(fa
         "Cache-Status: llm-proxy; stored",
     ):
         assert header in out
-    assert "Response body: " in out
+    assert "Response body: " in out and 'Request body: {"model": "gpt-4o-mini"' in out
 
 
 def test_json_output_is_machine_readable(fake_upstream):

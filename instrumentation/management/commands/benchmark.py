@@ -135,6 +135,8 @@ def _debug_lines(samples: dict) -> list[str]:
             lines.append(f"Error: {sample.error or '<no error message>'}")
         lines.append("Request headers:")
         lines += [f"  {name}: {value}" for name, value in sample.request_headers.items()]
+        if sample.request_body:
+            lines.append(f"Request body: {sample.request_body}")
         if status:
             lines.append("Response headers:")
             lines += [f"  {_canonical(name)}: {value}" for name, value in sample.headers]
@@ -157,6 +159,7 @@ def _as_json(summary: dict, samples: dict) -> dict:
             ("network_error" if s == 0 else str(s)): {
                 "error": r.error,
                 "request_headers": r.request_headers,
+                "request_body": r.request_body,
                 "response_headers": {_canonical(name): value for name, value in r.headers},
                 "response_body": r.body,
             }
