@@ -119,19 +119,18 @@ def _prepare(request, get, project_id: str, body: bytes | None) -> CacheLookup:
     method = request.method
     if method not in LOOKUP_METHODS:
         return lookup
-    directives = rules.parse_cache_control(get("Cache-Control"))
-    lookup.request_no_store = "no-store" in directives
-    lookup.revalidate = rules.wants_revalidation(directives)
+    policy = rules.request_policy(get("Cache-Control"))
+    lookup.request_no_store, lookup.revalidate = policy.no_store, policy.revalidate
     body_hash = suffix = ""
     if method == "POST":
         body = request.body if body is None else body
-        lookup.forced_ttl = rules.client_ttl(directives)
+        lookup.forced_ttl = policy.client_ttl
         if not lookup.forced_ttl or len(body) > rules.MAX_HASHED_BODY:
             return lookup
-        body_hash, suffix = rules.sha256_hex(body), rules.ttl_suffix(directives)
+        body_hash, suffix = rules.sha256_hex(body), policy.ttl_suffix
         lookup.upstream_headers["X-Body-Hash"] = body_hash
     elif method == "GET":
-        lookup.forced_ttl = rules.client_ttl(directives)
+        lookup.forced_ttl = policy.client_ttl
     # HEAD is answered from the GET entry (a HEAD answer has no body worth storing)
     key_method = "GET" if method == "HEAD" else method
     lookup.key = rules.cache_key(

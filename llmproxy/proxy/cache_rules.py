@@ -67,6 +67,28 @@ def wants_revalidation(directives: dict[str, str]) -> bool:
     return "no-cache" in directives or directives.get("max-age") == "0"
 
 
+@dataclass(frozen=True, slots=True)
+class RequestPolicy:
+    """What a request's own Cache-Control asks of the cache."""
+
+    no_store: bool
+    revalidate: bool
+    client_ttl: int
+    ttl_suffix: str
+
+
+@functools.lru_cache(maxsize=1024)
+def request_policy(cache_control: str) -> RequestPolicy:
+    """Parsed once per distinct value: clients send the same few Cache-Control values over and over."""
+    directives = parse_cache_control(cache_control)
+    return RequestPolicy(
+        no_store="no-store" in directives,
+        revalidate=wants_revalidation(directives),
+        client_ttl=client_ttl(directives),
+        ttl_suffix=ttl_suffix(directives),
+    )
+
+
 def shareable(directives: dict[str, str]) -> bool:
     """Requests to /v1 carry Authorization, so only `public` or `s-maxage` answers may be shared."""
     return "public" in directives or seconds(directives, "s-maxage") > 0

@@ -148,3 +148,9 @@ def test_if_modified_since_compares_with_last_modified():
     assert rules.not_modified("", "Thu, 22 Oct 2015 07:28:00 GMT", "", last)
     assert not rules.not_modified("", "Tue, 20 Oct 2015 07:28:00 GMT", "", last)
     assert not rules.not_modified("", "garbage", "", last)
+
+
+def test_request_policy_sums_up_the_clients_cache_control():
+    assert rules.request_policy("public, max-age=60") == rules.RequestPolicy(False, False, 60, "|ttl=max=60")
+    assert rules.request_policy("no-store, no-cache") == rules.RequestPolicy(True, True, 0, "")
+    assert rules.request_policy("") == rules.RequestPolicy(False, False, 0, "")
