@@ -29,13 +29,12 @@ def urls_built_with(**overrides):
         importlib.reload(llmproxy.urls)
         clear_url_caches()
 
-    with override_settings(**overrides):
-        rebuild()
-        try:
+    try:
+        with override_settings(**overrides):
+            rebuild()
             yield
-        finally:
-            pass
-    rebuild()
+    finally:
+        rebuild()  # with the real settings again, also when the test failed
 
 
 def test_json_metrics_have_the_reference_fields_and_the_event_figures(client):
