@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from django.db import connections
 from playwright.sync_api import Page, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,6 +44,7 @@ def browser(django_db_setup):
             chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             yield chromium
             chromium.close()
+            forget_loop_connections()
     finally:
         if previous is None:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
@@ -50,10 +52,25 @@ def browser(django_db_setup):
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+def forget_loop_connections() -> None:
+    """Drop the connections the tests opened while Playwright's loop ran on this thread.
+
+    With a running loop, Django keeps a thread's connections in a context variable instead of the thread's
+    storage; left there, they would surface in every later async test of the session (copies of this context).
+    Closing is a no-op for SQLite's in-memory test database, which the thread's own connection keeps alive.
+    """
+    for connection in connections.all(initialized_only=True):
+        connection.close()
+        del connections[connection.alias]
+
+
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
+def _browser_test_settings(settings, monkeypatch):
     # PBKDF2's many iterations cost ~0.5 s per login here; password hashing is not under test.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # The server's worker threads end each admin request by closing their connection, so none is left open
+    # (PostgreSQL would refuse to drop the test database with sessions still attached).
+    monkeypatch.setitem(connections.settings["default"], "CONN_MAX_AGE", 0)
 
 
 class Steps:
