@@ -9,6 +9,10 @@ import json
 from django.http import HttpResponse
 
 
+class UpstreamInterrupted(Exception):
+    """The upstream body broke off after the response started; the client connection must be aborted."""
+
+
 class ProxyError(Exception):
     """A pipeline step refused the request; the view turns it into the catalogue's response."""
 

@@ -7,6 +7,7 @@ It is Django's ASGIHandler with everything that costs a thread hop per request t
 - no ThreadSensitiveContext: the few database calls on this path (limited-token counting, cache misses)
   all go to asgiref's one shared sync thread, where the connection persists between requests;
 - no `log_response` thread hop for 4xx/5xx (upstream errors are the upstream's, passed through);
+- no URL resolver walk: everything under /v1/ is the proxy view;
 - the body is read into memory up to MAX_REQUEST_SIZE, refused with 413 before anything is forwarded.
 """
 
@@ -20,16 +21,13 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
-from django.urls import set_script_prefix, set_urlconf
+from django.urls import ResolverMatch, set_script_prefix, set_urlconf
 from django.utils.module_loading import import_string
 
 from . import errors
+from .errors import UpstreamInterrupted
 
 logger = logging.getLogger(__name__)
-
-
-class UpstreamInterrupted(Exception):
-    """The upstream body broke off after the response started; the client connection must be aborted."""
 
 
 class ProxyASGIHandler(ASGIHandler):
@@ -54,6 +52,15 @@ class ProxyASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send) -> None:
         await self.handle(scope, receive, send)
 
+    def resolve_request(self, request) -> ResolverMatch:
+        match = getattr(self, "_match", None)
+        if match is None:
+            from .views import proxy
+
+            match = self._match = ResolverMatch(proxy, (), {}, url_name="proxy", route="v1/<path>")
+        request.resolver_match = match
+        return match
+
     async def handle(self, scope, receive, send) -> None:
         try:
             body = await self.aread_body(scope, receive)
@@ -72,34 +79,29 @@ class ProxyASGIHandler(ASGIHandler):
         await self.aserve(request, receive, send)
 
     async def aserve(self, request, receive, send) -> None:
-        """Django's disconnect handling: a client that goes away cancels the view (and its upstream call)."""
+        """Serve the request in this task while a watcher listens for the client leaving: then this task is
+        cancelled, and with it the view and its upstream call (Django's two-task version, one task lighter)."""
+        task = asyncio.current_task()
+        left: list[bool] = []
 
-        async def process_request():
+        async def watch() -> None:
+            if (await receive())["type"] == "http.disconnect":
+                left.append(True)
+                task.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
             response = await self.run_get_response(request)
             try:
                 await self.send_response(response, send)
-            except asyncio.CancelledError:
-                pass  # client disconnected during send_response
             finally:
                 close_response(response)
-
-        tasks = [
-            asyncio.create_task(self.listen_for_disconnect(receive)),
-            asyncio.create_task(process_request()),
-        ]
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in tasks:
-            if task.done():
-                try:
-                    task.result()
-                except RequestAborted:
-                    pass
-            else:
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        except asyncio.CancelledError:
+            if not left:
+                raise  # the server is stopping, not the client leaving
+            task.uncancel()
+        finally:
+            watcher.cancel()
 
     async def get_response_async(self, request):
         set_urlconf(settings.ROOT_URLCONF)
@@ -128,7 +130,8 @@ class ProxyASGIHandler(ASGIHandler):
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def send_response(self, response, send) -> None:
-        headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
+        store = response.headers._store  # {lowercase name: (name, value)}, as ResponseHeaders keeps them
+        headers = [(name.encode("latin1"), value.encode("latin1")) for name, value in store.values()]
         headers.extend(getattr(response, "proxy_raw_headers", ()))  # repeated upstream headers (Set-Cookie)
         for cookie in response.cookies.values():
             headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
@@ -138,6 +141,9 @@ class ProxyASGIHandler(ASGIHandler):
             return
         try:
             async with aclosing(aiter(response)) as content:
+                if "content-length" in store and "text/event-stream" not in store.get("content-type", ("", ""))[1]:
+                    await self._send_fixed_length(content, send)
+                    return
                 async for chunk in content:
                     if chunk:
                         await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -147,6 +153,17 @@ class ProxyASGIHandler(ASGIHandler):
                 raise  # uvicorn and granian close the connection when the application raises
             return
         await send({"type": "http.response.body"})
+
+    @staticmethod
+    async def _send_fixed_length(content, send) -> None:
+        """A body of known length: hold each chunk until the next arrives, so the last one ends the response
+        (one ASGI message fewer; such bodies are complete answers, not streams, so nothing waits longer)."""
+        pending = b""
+        async for chunk in content:
+            if pending:
+                await send({"type": "http.response.body", "body": pending, "more_body": True})
+            pending = chunk
+        await send({"type": "http.response.body", "body": pending})
 
 
 def content_length(scope) -> int:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 
 from llmproxy import lifecycle
@@ -77,7 +77,9 @@ async def aflush() -> None:
 def _write(batch: dict[str, list]) -> None:
     from tokens.models import Token
 
-    close_old_connections()
+    from .auth import db_hygiene
+
+    db_hygiene()
     with transaction.atomic():
         for token_id, (requests, hits, last) in sorted(batch.items()):  # sorted: same lock order everywhere
             updates = {}
