@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 import time
 import uuid
 
@@ -147,8 +148,9 @@ def _on_reactor_running(app: Application, reactor) -> None:
         stopping.append(None)
         loop.call_soon_threadsafe(lambda: stopping.append(loop.create_task(_adrain_and_stop(app, reactor))))
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    if threading.current_thread() is threading.main_thread():  # runserver's reloader runs Daphne in a thread
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
     app._started[loop] = loop.create_task(lifecycle.run_startup())
 
 
