@@ -36,11 +36,14 @@ def setup_django():
 
 
 def wait_for_db() -> None:
-    """Block until the default database accepts a connection, or exit 1 after DB_WAIT_TIMEOUT."""
+    """Block until the default database accepts a connection, or exit 1 after DB_WAIT_TIMEOUT.
+
+    Only the settings and the database backend are loaded (not the apps): a second less per container start.
+    """
+    from django.conf import settings
     from django.db import connection
     from django.db.utils import OperationalError
 
-    settings = setup_django()
     deadline = time.monotonic() + settings.DB_WAIT_TIMEOUT
     where = _db_description(settings.DATABASES["default"])
     last_report = 0.0
