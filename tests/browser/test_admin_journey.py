@@ -23,6 +23,15 @@ def chat(base_url: str, token: str) -> str:
     return reply.choices[0].message.content
 
 
+def wait_for_text(page, selector: str, text: str, timeout: float = 10.0) -> None:
+    """Reload until `text` shows up in `selector` (for numbers the server writes a moment later)."""
+    deadline = time.monotonic() + timeout
+    while text not in page.inner_text(selector):
+        assert time.monotonic() < deadline, f"{text!r} did not appear in {selector}"
+        page.wait_for_timeout(200)
+        page.reload()
+
+
 def test_project_token_once_proxy_then_revoke_is_refused(page, steps, proxy_server, admin_user):
     admin_login(page)
     steps.shot("admin-index")
@@ -62,6 +71,9 @@ def test_project_token_once_proxy_then_revoke_is_refused(page, steps, proxy_serv
     # The token works through the proxy (fake upstream behind it, the project's key swapped in).
     assert chat(proxy_server.url, secret) == "Hello from upstream"
     assert proxy_server.upstream.requests[-1].headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+    page.goto("/admin/tokens/token/")
+    wait_for_text(page, "#result_list", "used 1 / unlimited")  # unlimited tokens are counted in batches
+    steps.shot("token-used-through-the-proxy")
 
     # Revoke it in the admin: the proxy refuses it at once.
     page.goto("/admin/tokens/token/")
