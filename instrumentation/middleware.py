@@ -20,6 +20,9 @@ from instrumentation.events import Event, canonical_header
 logger = logging.getLogger("instrumentation")
 
 FIRST_CHUNK_HEADER = "X-Proxy-First-Chunk-At"
+# Event-only headers (never sent to the client).
+PROJECT_HEADER = "X-Proxy-Project-Id"
+TOKEN_HEADER = "X-Proxy-Token-Id"
 _CACHE_HITS = frozenset({"hit", "conditional-hit"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Never in an event. The proxy strips the upstream key before answering; these are belt and braces.
@@ -71,6 +74,8 @@ class Capture:
         "chunks",
         "first_at",
         "done",
+        "project_id",
+        "token_id",
     )
 
     def __init__(self, request, response, started_ns: int) -> None:
@@ -88,6 +93,8 @@ class Capture:
         self.chunks: list[bytes] = []
         self.first_at = 0
         self.done = False
+        self.project_id = getattr(request, "proxy_project_id", "")
+        self.token_id = getattr(request, "proxy_token_id", "")
 
     def wrap(self, response):
         """The tee over the response's own iterator. Not over `streaming_content`: that getter's wrapper refers to
@@ -145,6 +152,11 @@ class Capture:
             headers = _event_headers(self.headers)
             if first_chunk_ns:
                 headers[FIRST_CHUNK_HEADER] = [rfc3339_nano(first_chunk_ns)]
+            # Who made the request, for per-project/per-token usage rollups (ids, never secrets).
+            if self.project_id:
+                headers[PROJECT_HEADER] = [str(self.project_id)]
+            if self.token_id:
+                headers[TOKEN_HEADER] = [str(self.token_id)]
             event = Event(
                 request_id=self.request_id,
                 method=self.method,

@@ -65,6 +65,10 @@ def test_one_request_is_one_stream_entry_in_the_reference_schema(http, redis_cli
     assert headers["X-Request-Id"] == [raw.headers["X-Request-ID"]]
     assert headers["X-Proxy-First-Chunk-At"][0].endswith("Z")
     assert "X-Proxy-First-Chunk-At" not in raw.headers
+    token, _ = token_pair
+    assert headers["X-Proxy-Project-Id"] == [str(token.project_id)]
+    assert headers["X-Proxy-Token-Id"] == [str(token.id)]
+    assert "X-Proxy-Project-Id" not in raw.headers and "X-Proxy-Token-Id" not in raw.headers
 
 
 def test_bodies_are_captured_at_exactly_the_caps_and_proxied_intact(http, redis_client, stream_key, proxy_server):
