@@ -6,7 +6,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 def beat_schedule() -> dict:
     interval = settings.DISPATCH_INTERVAL
-    return {
+    schedule = {
         f"dispatch-{service}": {
             "task": "dispatch.tasks.drain_service",
             "schedule": interval,
@@ -16,6 +16,10 @@ def beat_schedule() -> dict:
         }
         for service in settings.DISPATCH_SERVICES
     }
+    if "usage" in settings.DISPATCH_SERVICES:
+        # Cache hits publish no event and retention must apply in quiet hours too.
+        schedule["usage-maintenance"] = {"task": "dispatch.tasks.usage_maintenance", "schedule": 300.0}
+    return schedule
 
 
 def check_services() -> None:

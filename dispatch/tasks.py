@@ -19,3 +19,12 @@ from dispatch.runner import CYCLE_SECONDS, run_cycle
 def drain_service(service: str) -> int:
     """Drain `service`'s consumer group for one bounded cycle (a no-op while another worker drains it)."""
     return run_cycle(service)
+
+
+@shared_task(name="dispatch.tasks.usage_maintenance", ignore_result=True, soft_time_limit=60, time_limit=90)
+def usage_maintenance() -> None:
+    """Fold new cache hits into the usage rollups and apply USAGE_RETENTION_DAYS, even when no event flows."""
+    from dispatch.usage import usage_cleanup, usage_sample_cache_hits
+
+    usage_sample_cache_hits()
+    usage_cleanup()

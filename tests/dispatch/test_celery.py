@@ -24,6 +24,20 @@ def test_beat_runs_one_drain_per_service_every_interval(settings):
     }
 
 
+def test_beat_also_runs_usage_maintenance_when_the_usage_service_is_on(settings):
+    settings.DISPATCH_SERVICES = ["usage"]
+    schedule = beat_schedule()
+    assert schedule["usage-maintenance"]["task"] == "dispatch.tasks.usage_maintenance"
+    assert schedule["dispatch-usage"]["args"] == ("usage",)
+
+
+@pytest.mark.django_db
+def test_usage_maintenance_task_runs_without_events():
+    from dispatch.tasks import usage_maintenance
+
+    usage_maintenance()  # no rollups, no tokens: nothing to do, and nothing fails
+
+
 def test_a_worker_for_a_service_without_its_key_does_not_start(settings):
     settings.DISPATCH_SERVICES = ["helicone"]
     settings.HELICONE_API_KEY = settings.LLM_PROXY_API_KEY = ""
