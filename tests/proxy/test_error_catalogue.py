@@ -138,6 +138,17 @@ def test_database_failure_during_the_token_check_is_503_without_error_text(http,
     assert http.get("/v1/models", headers=auth).status_code == 200  # and it recovers
 
 
+def test_database_failure_during_the_project_check_is_503_and_audited(http, auth, settings):
+    settings.LLM_PROXY_API_KEY_CACHE_TTL = 0  # the project is read on every request, the token stays cached
+    assert http.get("/v1/models", headers=auth).status_code == 200
+    with database_down():
+        response = http.get("/v1/models", headers=auth)
+    assert_error(response, 503, b'{"error":"Service temporarily unavailable","code":"service_unavailable"}')
+    with open(settings.AUDIT_LOG_FILE) as log:  # the database copy failed with the database, the file has it
+        lines = [json.loads(line) for line in log if '"proxy_request"' in line]
+    assert [(line["result"], line["details"]["reason"]) for line in lines] == [("error", "service_unavailable")]
+
+
 def test_undecryptable_upstream_key_is_503(http, auth, project):
     Project.objects.filter(id=project.id).update(api_key_encrypted="enc:v1:bm90LWEtcmVhbC1jaXBoZXJ0ZXh0LWF0LWFsbA==")
     response = http.get("/v1/models", headers=auth)
