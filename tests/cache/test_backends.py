@@ -2,6 +2,7 @@
 
 import asyncio
 import socket
+import uuid
 
 import pytest
 import redis
@@ -9,6 +10,7 @@ import redis
 from llmproxy.proxy.cache_backends import CachedResponse, scoped_key
 from llmproxy.proxy.cache_backends.memory import MemoryCache
 from llmproxy.proxy.cache_backends.redis import RedisCache
+from tests.cache.conftest import REDIS_URL, delete_prefixed
 
 KEY = "a" * 64
 
@@ -94,3 +96,32 @@ async def test_an_unreachable_redis_is_a_miss_not_an_error(settings):
     assert await cache.aget("p:" + KEY) is None
     with pytest.raises((redis.RedisError, OSError)):  # a purge, unlike a lookup, must tell the operator it did nothing
         cache.purge(KEY)
+
+
+async def test_redis_serves_more_concurrent_lookups_than_its_pool_has_connections(settings):
+    settings.REDIS_CACHE_POOL_SIZE = 2
+    prefix = f"test:pool:{uuid.uuid4().hex}:"
+    cache = RedisCache(url=REDIS_URL, key_prefix=prefix)
+    try:
+        await cache.aset("p:" + KEY, entry(), 60)
+        results = await asyncio.gather(*[cache.aget("p:" + KEY) for _ in range(20)])
+        assert all(r is not None and r.body == b'{"ok":true}' for r in results)
+    finally:
+        await cache.aclose()
+        delete_prefixed(prefix)
+
+
+async def test_a_redis_that_never_answers_is_a_miss_after_the_timeout(settings):
+    settings.REDIS_CACHE_TIMEOUT = 0.2
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts connections, never replies
+    try:
+        cache = RedisCache(url=f"redis://127.0.0.1:{silent.getsockname()[1]}/0", key_prefix="test:silent:")
+        started = asyncio.get_running_loop().time()
+        assert await cache.aget("p:" + KEY) is None
+        assert asyncio.get_running_loop().time() - started < 2
+        assert await cache.aget("p:" + KEY) is None  # and the next lookup does not wait again
+        assert asyncio.get_running_loop().time() - started < 2
+    finally:
+        silent.close()
