@@ -49,11 +49,16 @@ class CacheLookup:
 
 @dataclass(slots=True)
 class UpstreamAnswer:
-    """An upstream answer as the view relays it: status, headers (name, value) and the body chunks."""
+    """An upstream answer as the view relays it: status, headers (name, value) and the body chunks.
+
+    The store step adds its own headers in `extra`; `replaced` means status and headers were replaced whole.
+    """
 
     status: int
     headers: list[tuple[str, str]]
     body: AsyncIterator[bytes]
+    extra: dict[str, str] = field(default_factory=dict)
+    replaced: bool = False
 
 
 def header_getter(request):
@@ -221,15 +226,19 @@ async def astore_response(request, response):
     lookup = getattr(request, "proxy_cache", None)
     if lookup is None or not lookup.enabled:
         return response
-    answer = UpstreamAnswer(response.status_code, list(response.items()), response.streaming_content)
-    result = await astore(lookup, answer)
-    if result.status != response.status_code:  # our own revalidation got a 304: the cached answer replaces it
+    # Django's header store and body iterator directly: re-setting every header (each one validated) and
+    # re-wrapping the body of answers that are not kept cost more than the decision itself.
+    store, body = response.headers._store, response._iterator
+    result = await astore(lookup, UpstreamAnswer(response.status_code, list(store.values()), body))
+    if result.replaced:  # our own revalidation got a 304: the cached answer replaces it
         response.status_code = result.status
-        for name in list(response.headers):
-            del response.headers[name]
-    for name, value in result.headers:
-        response.headers[name] = value
-    response.streaming_content = result.body
+        store.clear()
+        for name, value in result.headers:
+            response.headers[name] = value
+    for name, value in result.extra.items():  # ASCII values made here
+        store[name.lower()] = (name, value)
+    if result.body is not body:
+        response.streaming_content = result.body
     return response
 
 
@@ -241,13 +250,13 @@ async def astore(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
         return _annotated(answer, MISS)
     if answer.status == 304 and lookup.revalidating is not None:
         return await _refreshed(lookup, answer)
-    headers = answer.headers
-    content_type = _first(headers, "Content-Type")
+    headers = {name.lower(): value for name, value in answer.headers}
+    is_stream = "text/event-stream" in headers.get("content-type", "").lower()
     decision = rules.store_decision(
         status=answer.status,
-        response_cc=_first(headers, "Cache-Control"),
-        vary=_first(headers, "Vary"),
-        is_stream="text/event-stream" in content_type.lower(),
+        response_cc=headers.get("cache-control", ""),
+        vary=headers.get("vary", ""),
+        is_stream=is_stream,
         forced_ttl=lookup.forced_ttl,
         default_ttl=settings.HTTP_CACHE_DEFAULT_TTL,
         stream_caching=settings.HTTP_CACHE_STREAM_RESPONSES,
@@ -255,9 +264,9 @@ async def astore(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
     )
     if not decision.ttl:
         return _annotated(answer, lookup.outcome, lookup.key, decision.reason)
-    if _too_large(_first(headers, "Content-Length")):
+    if _too_large(headers.get("content-length", "")):
         return _annotated(answer, lookup.outcome, lookup.key, "too-large")
-    if "text/event-stream" in content_type.lower():
+    if is_stream:
         answer.body = _tee_stream(lookup, answer.status, answer.headers, answer.body, decision)
         return _annotated(answer, MISS, lookup.key, "streaming-response")
     return await _store_whole(lookup, answer, decision)
@@ -334,7 +343,7 @@ async def _refreshed(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAns
         request_no_store=lookup.request_no_store,
     )
     headers.append(("Content-Length", str(len(entry.body))))
-    result = UpstreamAnswer(entry.status_code, headers, _replay([entry.body], None, None))
+    result = UpstreamAnswer(entry.status_code, headers, _replay([entry.body], None, None), replaced=True)
     if decision.ttl and await _put(lookup, entry.status_code, headers, entry.body, decision):
         return _annotated(result, STORED, lookup.key, "revalidated")
     return _annotated(result, MISS, lookup.key, "revalidated")
@@ -356,10 +365,7 @@ async def _put(lookup: CacheLookup, status: int, headers, body: bytes, decision)
 
 
 def _annotated(answer: UpstreamAnswer, status: str, key: str = "", debug: str = "") -> UpstreamAnswer:
-    extra: dict[str, str] = {}
-    annotate(extra, status, key, debug)
-    answer.headers = [(n, v) for n, v in answer.headers if n.lower() not in {k.lower() for k in extra}]
-    answer.headers.extend(extra.items())
+    annotate(answer.extra, status, key, debug)
     return answer
 
 

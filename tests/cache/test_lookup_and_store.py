@@ -34,7 +34,7 @@ async def fetch(request, upstream: cache.UpstreamAnswer, project=PROJECT):
     if lookup.response is not None:
         return lookup, lookup.response.status_code, dict(lookup.response.headers), lookup.response.content
     relayed = await cache.astore(lookup, upstream)
-    return lookup, relayed.status, dict(relayed.headers), await read(relayed.body)
+    return lookup, relayed.status, {**dict(relayed.headers), **relayed.extra}, await read(relayed.body)
 
 
 def get(path="/v1/models", **headers):
@@ -154,7 +154,7 @@ async def test_no_cache_revalidates_upstream_and_a_304_refreshes_the_entry(cache
     lookup = await cache.alookup(request, project_id=PROJECT)
     assert lookup.response is None and lookup.upstream_headers == {"If-None-Match": '"v1"'}
     relayed = await cache.astore(lookup, answer(status=304, headers={"ETag": '"v1"', **PUBLIC}, body=b""))
-    headers = dict(relayed.headers)
+    headers = {**dict(relayed.headers), **relayed.extra}
     assert relayed.status == 200 and await read(relayed.body) == b"cached"
     assert headers["X-PROXY-CACHE"] == "stored" and headers["X-CACHE-DEBUG"] == "revalidated"
 
