@@ -3,8 +3,10 @@
     python docker/launch.py wait-db   wait until the database answers (DB_WAIT_TIMEOUT)
     python docker/launch.py migrate   wait, then apply migrations under a lock (one replica at a time)
     python docker/launch.py prepare   wait, then migrate when MIGRATE_ON_START is true
-    python docker/launch.py web [daphne options]
+    python docker/launch.py web [server options]
                                       prepare, then WEB_CONCURRENCY Daphne processes sharing one listening socket
+                                      (WEB_SERVER=uvicorn: uvicorn with WEB_CONCURRENCY workers, about half the CPU
+                                      per request, see docs/performance.md)
 
 Daphne is a single process, so several of them accept on a socket bound here and passed by descriptor
 (`--fd N`); the kernel spreads connections among them.
@@ -129,6 +131,12 @@ def web(extra_args: list[str]) -> None:
     addr, count = settings.LISTEN_ADDR, settings.WEB_CONCURRENCY
     host, _, port = addr.rpartition(":")
     app = "llmproxy.asgi:application"
+    if settings.WEB_SERVER == "uvicorn":
+        say(f"serving {addr} with {count} uvicorn worker(s)")
+        uvicorn = ["uvicorn", app, "--host", host.strip("[]") or "0.0.0.0", "--port", port, "--workers", str(count)]
+        fast = ["--loop", "uvloop", "--http", "httptools", "--lifespan", "on", "--no-access-log"]
+        grace = ["--timeout-graceful-shutdown", str(int(settings.SHUTDOWN_TIMEOUT))]
+        os.execvp("uvicorn", [*uvicorn, *fast, *grace, *extra_args])
     say(f"serving {addr} with {count} Daphne process(es)")
     if count == 1:  # PID 1 becomes Daphne itself, so signals reach it directly
         os.execvp("daphne", ["daphne", "-b", host.strip("[]") or "0.0.0.0", "-p", port, *extra_args, app])

@@ -344,5 +344,6 @@ MANAGEMENT_API_BASE_URL = env("MANAGEMENT_API_BASE_URL", "http://localhost:8080"
 # --- Containers (docker/entrypoint.sh, docker/launch.py) ------------------------
 
 WEB_CONCURRENCY = env_int("WEB_CONCURRENCY", 1, minimum=1)
+WEB_SERVER = env_choice("WEB_SERVER", "daphne", {"daphne", "uvicorn"})
 MIGRATE_ON_START = env_bool("MIGRATE_ON_START", True)
 DB_WAIT_TIMEOUT = env_duration("DB_WAIT_TIMEOUT", "60s")

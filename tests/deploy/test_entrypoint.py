@@ -6,6 +6,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -178,3 +179,30 @@ def test_the_healthcheck_fails_when_nothing_answers(tmp_path):
     env = container_env(tmp_path, LISTEN_ADDR=f"0.0.0.0:{free_port()}")
     result = subprocess.run(["python", str(DOCKER / "healthcheck.py")], env=env, capture_output=True, text=True)
     assert result.returncode == 1 and "not ready" in result.stderr
+
+
+def test_web_server_uvicorn_serves_with_uvicorn_workers_and_stops_on_sigterm(tmp_path, container_db):
+    port = free_port()
+    env = container_env(
+        tmp_path,
+        WEB_SERVER="uvicorn",
+        WEB_CONCURRENCY="1",
+        LISTEN_ADDR=f"127.0.0.1:{port}",
+        MIGRATE_ON_START="false",
+        SHUTDOWN_TIMEOUT="2s",
+        **container_db[0],
+    )
+    proc = subprocess.Popen(
+        [str(ENTRYPOINT), "web"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_ready(f"http://127.0.0.1:{port}/ready", proc) == 200
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert any(b"uvicorn" in part for part in cmdline)  # exec'd: the container's PID 1 is uvicorn itself
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught, so it ends "killed by SIGTERM".
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
