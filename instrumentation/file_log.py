@@ -20,7 +20,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from dispatch.transform import decode_body, merge_openai_sse
+from dispatch.transform import decode_body, merge_openai_sse, tokens_usage
 from instrumentation import metrics
 from instrumentation.bus.queued import Throttled
 from instrumentation.events import Event
@@ -203,16 +203,11 @@ def _compact(value) -> str:
 
 def token_usage(body) -> dict | None:
     """`{prompt_tokens, completion_tokens, total_tokens}` from an OpenAI `usage` (chat, completions, Responses)."""
-    usage = body.get("usage") if isinstance(body, dict) else None
-    if not isinstance(usage, dict):
+    counts = tokens_usage(body)
+    if counts is None:
         return None
-    prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
-    completion = usage.get("completion_tokens", usage.get("output_tokens"))
-    if not isinstance(prompt, int) and not isinstance(completion, int):
-        return None
-    prompt = prompt if isinstance(prompt, int) else 0
-    completion = completion if isinstance(completion, int) else 0
-    total = usage.get("total_tokens")
+    prompt, completion = counts["prompt"], counts["completion"]
+    total = body["usage"].get("total_tokens")
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
