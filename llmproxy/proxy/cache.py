@@ -41,6 +41,7 @@ class CacheLookup:
     forced_ttl: int = 0  # the client's opt-in TTL
     request_no_store: bool = False
     revalidate: bool = False  # the client sent `no-cache` or `max-age=0`
+    head: bool = False  # a HEAD request: looked up under the GET key, its body-less answer never stored
     vary_get: object = None  # request header getter, for the Vary digest at store time
     revalidating: CachedResponse | None = None  # entry being revalidated with a conditional upstream request
     upstream_headers: dict[str, str] = field(default_factory=dict)  # to add to the upstream request
@@ -137,7 +138,8 @@ def _prepare(request, get, project_id: str, body: bytes | None) -> CacheLookup:
     elif method == "GET":
         lookup.forced_ttl = policy.client_ttl
     # HEAD is answered from the GET entry (a HEAD answer has no body worth storing)
-    key_method = "GET" if method == "HEAD" else method
+    lookup.head = method == "HEAD"
+    key_method = "GET" if lookup.head else method
     lookup.key = rules.cache_key(
         key_method, request.path, request.META.get("QUERY_STRING", ""), get, body_hash=body_hash, ttl_suffix=suffix
     )
@@ -250,6 +252,8 @@ async def astore(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
         return _annotated(answer, MISS)
     if answer.status == 304 and lookup.revalidating is not None:
         return await _refreshed(lookup, answer)
+    if lookup.head:
+        return _annotated(answer, lookup.outcome, lookup.key, "head-not-stored")
     headers = {name.lower(): value for name, value in answer.headers}
     is_stream = "text/event-stream" in headers.get("content-type", "").lower()
     decision = rules.store_decision(

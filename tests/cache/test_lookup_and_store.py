@@ -175,6 +175,13 @@ async def test_head_is_answered_from_the_get_entry(cache_backend_name):
     assert (status, body, headers["X-PROXY-CACHE"], headers["Content-Length"]) == (200, b"", "hit", "3")
 
 
+async def test_a_head_answer_is_never_stored_under_the_get_key(cache_backend_name):
+    _, _, headers, _ = await fetch(factory.head("/v1/models"), answer(headers=PUBLIC, body=b""))
+    assert headers["X-PROXY-CACHE"] == "miss" and headers["X-CACHE-DEBUG"] == "head-not-stored"
+    _, _, headers, body = await fetch(get(), answer(headers=PUBLIC, body=b"full"))
+    assert headers["X-PROXY-CACHE"] == "stored" and body == b"full"
+
+
 async def test_post_is_looked_up_only_with_opt_in_and_by_body_hash(cache_backend_name):
     lookup, _, headers, _ = await fetch(post(), answer())
     assert headers["X-PROXY-CACHE"] == "stored" and "X-Body-Hash" in lookup.upstream_headers
