@@ -4,6 +4,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 
 import openai
 import pytest
@@ -11,6 +12,7 @@ from aiohttp import web
 
 from instrumentation.bus import get_bus
 from llmproxy.proxy import usage
+from llmproxy.proxy.cache_backends import get_backend, scoped_key
 from projects.services import project_create
 from tests.conftest import MANAGEMENT_TOKEN
 from tests.support.fake_upstream import MODELS
@@ -175,10 +177,20 @@ def test_streams_are_cached_only_with_stream_caching(proxy_server, token_pair, s
     client = sdk(proxy_server, token_pair[1], **{"Cache-Control": "public, max-age=60"})
     texts = []
     for _ in range(2):
-        chunks = list(client.chat.completions.create(**CHAT, stream=True))
+        raw = client.chat.completions.with_raw_response.create(**CHAT, stream=True)
+        chunks = list(raw.parse())
         texts.append("".join(c.choices[0].delta.content or "" for c in chunks if c.choices))
+        if stream_caching:  # the SDK stops at `data: [DONE]`; the entry is written when the upstream ends the stream
+            wait_for_entry(proxy_server, token_pair[0].project_id, raw.headers["X-PROXY-CACHE-KEY"])
     assert texts == ["Hello from upstream"] * 2
     assert upstream_calls(proxy_server, "/v1/chat/completions") == (1 if stream_caching else 2)
+
+
+def wait_for_entry(proxy_server, project_id, key: str) -> None:
+    deadline = time.monotonic() + 5
+    while proxy_server.live.run_in_loop(get_backend().aget(scoped_key(str(project_id), key))) is None:
+        assert time.monotonic() < deadline, "the stream was not stored"
+        time.sleep(0.02)
 
 
 def purge(http, body: dict):
@@ -216,6 +228,9 @@ def test_hits_use_no_quota_and_are_counted_as_cache_hits(proxy_server, http, pro
     assert statuses == ["stored", "hit", "hit", "hit"]
     assert http.get("/v1/models?fresh=1", headers=headers).status_code == 200  # the second counted request
     proxy_server.live.run_in_loop(usage.aflush())
+    deadline = time.monotonic() + 5  # a batch the background flush took just before may still be in flight
+    while Token.objects.get(id=token.id).cache_hit_count < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
     stored = Token.objects.get(id=token.id)
     assert (stored.request_count, stored.cache_hit_count) == (2, 3)
 
@@ -232,7 +247,7 @@ class Collected(list):
 
     def wait_for(self, count: int) -> list:
         with self.cond:
-            self.cond.wait_for(lambda: len(self) >= count, 5)
+            self.cond.wait_for(lambda: len(self) >= count, 1)
         return list(self)
 
 
@@ -241,12 +256,19 @@ def test_hits_publish_no_event(proxy_server, http, auth):
     events = Collected()
     get_bus().subscribe(events)
     public_models(proxy_server, ETag='"v1"')
-    http.get("/v1/models", headers=auth)
-    http.get("/v1/models", headers=auth)  # hit
-    http.get("/v1/models", headers={**auth, "If-None-Match": '"v1"'})  # conditional hit
-    http.get("/v1/models?after=1", headers=auth)  # a miss, published after anything the hits published
-    assert [e.path for e in events.wait_for(2)] == ["/v1/models", "/v1/models"]
-    assert len(events) == 2 and events[1].status == 200
+    responses = [
+        http.get("/v1/models", headers=auth),  # stored
+        http.get("/v1/models", headers=auth),  # hit
+        http.get("/v1/models", headers={**auth, "If-None-Match": '"v1"'}),  # conditional hit
+        http.get("/v1/models?after=1", headers=auth),  # a miss, published after anything the hits published
+    ]
+    ids = [r.headers["X-Request-ID"] for r in responses]
+    deadline = time.monotonic() + 5
+    while ids[3] not in {e.request_id for e in events} and time.monotonic() < deadline:
+        events.wait_for(len(events) + 1)
+    published = {e.request_id for e in events}
+    assert ids[0] in published and ids[3] in published
+    assert ids[1] not in published and ids[2] not in published
 
 
 @one_backend
