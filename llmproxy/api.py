@@ -268,6 +268,16 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
+def get_or_404(queryset, pk, what: str):
+    """The row with primary key `pk`, or APIError 404 `<what> not found` (audited); ids that are not UUIDs too."""
+    row = None
+    if (parsed := parse_uuid(pk)) is not None:
+        row = queryset.filter(pk=parsed).first()
+    if row is None:
+        raise APIError(f"{what} not found", 404, audit={"error_type": f"{what} not found"})
+    return row
+
+
 # --- Strict fields: JSON types exactly as sent, schema constraints without DRF's own messages ------------------
 
 

@@ -223,7 +223,9 @@ if ENCRYPTION_KEY:
         if len(base64.b64decode(ENCRYPTION_KEY, validate=True)) != 32:
             raise ValueError
     except ValueError:
-        raise ImproperlyConfigured("ENCRYPTION_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32).") from None
+        raise ImproperlyConfigured(
+            "ENCRYPTION_KEY must be 32 bytes, base64-encoded (openssl rand -base64 32)."
+        ) from None
 elif REQUIRE_ENCRYPTION_KEY:
     raise ImproperlyConfigured("ENCRYPTION_KEY is required because REQUIRE_ENCRYPTION_KEY=true.")
 

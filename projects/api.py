@@ -18,8 +18,8 @@ from llmproxy.api import (
     StrictCharField,
     error,
     error_response,
+    get_or_404,
     parse_body,
-    parse_uuid,
     server_error,
 )
 from tokens.services import tokens_revoke_for_project
@@ -107,12 +107,7 @@ class RevokeTokensResultSerializer(serializers.Serializer):
 
 
 def get_project_or_404(project_id) -> Project:
-    project = None
-    if (pk := parse_uuid(project_id)) is not None:
-        project = Project.objects.filter(pk=pk).first()
-    if project is None:
-        raise APIError("project not found", 404, audit={"error_type": "project not found"})
-    return project
+    return get_or_404(Project.objects, project_id, "project")
 
 
 class ProjectListView(ManagementView):

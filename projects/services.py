@@ -101,7 +101,9 @@ def project_update(
             project.save()
     except IntegrityError:
         raise ProjectError("a project with this name already exists", status=409) from None
-    revoked = tokens_revoke_for_project(project=project, ctx=ctx, audit=False)[0] if flipped_off and revoke_tokens else 0
+    revoked = (
+        tokens_revoke_for_project(project=project, ctx=ctx, audit=False)[0] if flipped_off and revoke_tokens else 0
+    )
     details = {"updated_fields": updated, "project_name": project.name}
     if revoke_tokens:
         details["tokens_revoked"] = revoked

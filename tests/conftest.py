@@ -69,8 +69,15 @@ def manage_client():
 
 TEST_PROVIDER = {
     "allowed_endpoints": [
-        "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/files",
-        "/v1/audio/speech", "/v1/moderations", "/v1/slow", "/v1/echo",
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/models",
+        "/v1/files",
+        "/v1/audio/speech",
+        "/v1/moderations",
+        "/v1/slow",
+        "/v1/echo",
     ],
     "allowed_methods": ["GET", "POST", "DELETE", "OPTIONS"],
 }

@@ -19,6 +19,7 @@ from llmproxy.api import (
     StrictCharField,
     StrictIntegerField,
     error_response,
+    get_or_404,
     parse_body,
     parse_uuid,
     server_error,
@@ -110,12 +111,7 @@ class TokenUpdateRequest(RequestSerializer):
 
 
 def get_token_or_404(token_id) -> Token:
-    token = None
-    if (pk := parse_uuid(token_id)) is not None:
-        token = Token.objects.filter(pk=pk).first()
-    if token is None:
-        raise APIError("token not found", 404, audit={"error_type": "token not found"})
-    return token
+    return get_or_404(Token.objects, token_id, "token")
 
 
 class TokenListView(ManagementView):

@@ -52,7 +52,9 @@ def obfuscate_token(token: str) -> str:
 
 class TokenQuerySet(models.QuerySet):
     def active(self):
-        return self.filter(is_active=True).filter(models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now()))
+        return self.filter(is_active=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        )
 
 
 class Token(models.Model):

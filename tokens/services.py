@@ -51,7 +51,9 @@ def validate_max_requests(max_requests: int | None) -> None:
     if max_requests is not None and max_requests < 0:
         raise TokenError("max_requests must be >= 0", details={"requested_max_requests": max_requests})
     if max_requests is not None and max_requests > MAX_REQUESTS_LIMIT:
-        raise TokenError(f"max_requests must be <= {MAX_REQUESTS_LIMIT}", details={"requested_max_requests": max_requests})
+        raise TokenError(
+            f"max_requests must be <= {MAX_REQUESTS_LIMIT}", details={"requested_max_requests": max_requests}
+        )
 
 
 def token_create(*, project, duration_minutes: int, max_requests: int | None = None, ctx: AuditContext | None = None):

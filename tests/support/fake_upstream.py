@@ -25,7 +25,10 @@ CHAT_COMPLETION = {
     ],
     "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
 }
-MODELS = {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "created": 1700000000, "owned_by": "system"}]}
+MODELS = {
+    "object": "list",
+    "data": [{"id": "gpt-4o-mini", "object": "model", "created": 1700000000, "owned_by": "system"}],
+}
 
 
 def sse_chunks(words=("Hello", " from", " upstream")) -> list[str]:
@@ -70,8 +73,17 @@ class FakeUpstream:
     def route(self, method: str, path: str, handler: Handler) -> None:
         self._routes[(method.upper(), path)] = handler
 
-    def reply(self, path: str, *, method: str = "POST", status: int = 200, json_body=None, body: bytes = b"",
-              headers: dict | None = None, delay: float = 0.0) -> None:
+    def reply(
+        self,
+        path: str,
+        *,
+        method: str = "POST",
+        status: int = 200,
+        json_body=None,
+        body: bytes = b"",
+        headers: dict | None = None,
+        delay: float = 0.0,
+    ) -> None:
         async def handler(request: web.Request) -> web.Response:
             if delay:
                 await asyncio.sleep(delay)
@@ -82,9 +94,17 @@ class FakeUpstream:
 
         self.route(method, path, handler)
 
-    def sse(self, path: str, events: list[str], *, delays: list[float] | None = None, method: str = "POST",
-            headers: dict | None = None) -> None:
+    def sse(
+        self,
+        path: str,
+        events: list[str],
+        *,
+        delays: list[float] | None = None,
+        method: str = "POST",
+        headers: dict | None = None,
+    ) -> None:
         """Stream `events` as text/event-stream, sleeping delays[i] before event i."""
+
         async def handler(request: web.Request) -> web.StreamResponse:
             return await self._stream(request, events, delays or [0.0] * len(events), headers)
 
