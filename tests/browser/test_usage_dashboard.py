@@ -1,6 +1,7 @@
 """The usage dashboard in a real browser: after traffic through the proxy, drained by the `usage` service from the
 Redis stream, its charts are drawn with the numbers (screenshots: test-artifacts/browser/<test>/)."""
 
+import re
 import time
 
 import httpx
@@ -73,7 +74,14 @@ def test_the_dashboard_draws_charts_with_real_numbers_after_traffic(
     assert page.evaluate(BAR_PIXELS, "chart-requests") > 20
     p50, p95 = page.evaluate(CHART_TOTAL, "chart-latency")
     assert p50 > 0 and p95 >= p50
-    expect(page.locator("#usage-projects tbody tr").first).to_contain_text("5")
+    # Per project and per token: the four answered requests are Acme's and its token's; the refused one
+    # (an unknown token) belongs to no project.
+    acme = page.locator(f'#usage-projects tr[data-project-id="{token_pair[0].project_id}"] td')
+    expect(acme).to_have_text(["Acme", "4", "0", "36", "12", "0", re.compile(r".+"), re.compile(r".+")])
+    expect(page.locator('#usage-projects tr[data-project-id=""] td').nth(1)).to_have_text("1")
+    token_cells = page.locator(f'#usage-tokens tr[data-token-id="{token_pair[0].id}"] td')
+    expect(token_cells.nth(1)).to_have_text("Acme")
+    expect(token_cells.nth(2)).to_have_text("4")
     steps.shot("usage-24h")
 
     page.click("#window-30d")
