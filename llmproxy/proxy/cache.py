@@ -308,6 +308,9 @@ async def _replay(chunks: list[bytes], rest, failure: Exception | None) -> Async
             yield chunk
 
 
+SSE_DONE = b"data: [DONE]"
+
+
 async def _tee_stream(lookup: CacheLookup, status: int, headers, body, decision) -> AsyncIterator[bytes]:
     """Pass an SSE stream through untouched; store it only when it completed and fits (never truncated)."""
     limit = settings.HTTP_CACHE_MAX_OBJECT_BYTES
@@ -320,6 +323,11 @@ async def _tee_stream(lookup: CacheLookup, status: int, headers, body, decision)
                 captured.append(chunk)
             else:
                 captured = None  # too big: relay the rest without keeping it
+        if captured is not None and chunk.rstrip().endswith(SSE_DONE):
+            # An OpenAI stream is complete at `data: [DONE]`; clients such as the openai SDK close the connection
+            # right after it, so store before relaying it rather than at the upstream's end of stream.
+            await _put(lookup, status, headers, b"".join(captured), decision)
+            captured = None
         yield chunk
     # reached only when the upstream ended the stream normally (not on error, disconnect or cancellation)
     if captured is not None:
