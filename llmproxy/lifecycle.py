@@ -5,6 +5,7 @@ listener) register here; the ASGI entry point runs the hooks once on the running
 and again, in reverse order, when the process shuts down (SIGTERM included).
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 Hook = Callable[[], Awaitable[None]]
@@ -33,3 +34,14 @@ async def run_startup() -> None:
 async def run_shutdown() -> None:
     for hook in reversed(_shutdown):
         await hook()
+
+
+async def acancel(task: asyncio.Task | None) -> None:
+    """Cancel a background task and wait until it has stopped (a shutdown hook's usual first step)."""
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass

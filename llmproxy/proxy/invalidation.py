@@ -120,13 +120,8 @@ async def astart() -> None:
 
 async def astop() -> None:
     global _task
-    if _task is not None:
-        _task.cancel()
-        try:
-            await _task
-        except asyncio.CancelledError:
-            pass
-        _task = None
+    task, _task = _task, None
+    await lifecycle.acancel(task)
 
 
 def register() -> None:
