@@ -164,7 +164,9 @@ class FakeUpstream:
             asyncio.set_event_loop(self._loop)
             app = web.Application(client_max_size=64 * 1024 * 1024)
             app.router.add_route("*", "/{tail:.*}", self._dispatch)
-            self._runner = web.AppRunner(app, handler_cancellation=True)
+            # Raw request bytes, as the proxy sent them: a body whose Content-Encoding lies is then the
+            # upstream's problem to answer, not a crash of this fake's request parser.
+            self._runner = web.AppRunner(app, handler_cancellation=True, auto_decompress=False)
             self._loop.run_until_complete(self._runner.setup())
             site = web.TCPSite(self._runner, "127.0.0.1", 0)
             self._loop.run_until_complete(site.start())
