@@ -149,7 +149,7 @@ class ProjectAdmin(admin.ModelAdmin):
                 ctx=ctx,
             )
 
-    @admin.action(description="Deactivate selected projects")
+    @admin.action(description="Deactivate selected projects", permissions=["change"])
     def deactivate(self, request, queryset) -> None:
         ctx = audit_context(request)
         projects = [p for p in queryset if p.is_active]
@@ -157,7 +157,7 @@ class ProjectAdmin(admin.ModelAdmin):
             project_deactivate(project=project, ctx=ctx)
         self.message_user(request, f"Deactivated {len(projects)} project(s).", messages.SUCCESS)
 
-    @admin.action(description="Deactivate selected projects and revoke all their tokens")
+    @admin.action(description="Deactivate selected projects and revoke all their tokens", permissions=["change"])
     def deactivate_and_revoke(self, request, queryset) -> None:
         ctx = audit_context(request)
         deactivated = revoked = 0
@@ -171,7 +171,7 @@ class ProjectAdmin(admin.ModelAdmin):
             request, f"Deactivated {deactivated} project(s); revoked {revoked} token(s).", messages.SUCCESS
         )
 
-    @admin.action(description="Activate selected projects")
+    @admin.action(description="Activate selected projects", permissions=["change"])
     def activate(self, request, queryset) -> None:
         ctx = audit_context(request)
         projects = [p for p in queryset if not p.is_active]
@@ -179,7 +179,7 @@ class ProjectAdmin(admin.ModelAdmin):
             project_activate(project=project, ctx=ctx)
         self.message_user(request, f"Activated {len(projects)} project(s).", messages.SUCCESS)
 
-    @admin.action(description="Revoke all tokens of selected projects")
+    @admin.action(description="Revoke all tokens of selected projects", permissions=["change"])
     def revoke_all_tokens(self, request, queryset) -> None:
         ctx = audit_context(request)
         revoked = already = 0

@@ -214,7 +214,7 @@ class TokenAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/tokens/token/created.html", context)
 
-    @admin.action(description="Revoke selected tokens")
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request, queryset) -> None:
         ctx = audit_context(request)
         tokens = [t for t in queryset if t.is_active]
@@ -222,7 +222,7 @@ class TokenAdmin(admin.ModelAdmin):
             token_revoke(token=token, ctx=ctx)
         self.message_user(request, f"Revoked {len(tokens)} token(s).", messages.SUCCESS)
 
-    @admin.action(description="Reactivate selected tokens")
+    @admin.action(description="Reactivate selected tokens", permissions=["change"])
     def reactivate(self, request, queryset) -> None:
         ctx = audit_context(request)
         tokens = [t for t in queryset if not t.is_active]
