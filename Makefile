@@ -5,7 +5,7 @@ PYTHON ?= python3
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/llmproxy
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-sqlite test-postgres services check format bench
+.PHONY: install run test test-sqlite test-postgres services check format bench bench-stream
 
 install: $(VENV)/.installed
 
@@ -42,5 +42,12 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Benchmarks (see bench/README.md): they print numbers and never run in `make test`.
+# bench: proxy overhead against a fixed-answer nginx upstream (apt-get install -y nginx-light wrk).
+# bench-stream: many concurrent paced streams (needs node: apt-get install -y nodejs).
+# LiteLLM and Portkey are compared when installed; BENCH_INSTALL_PEERS=1 installs them, BENCH_PEERS="" leaves them out.
 bench: install
-	../shared/bench/run.sh .
+	bench/run.sh .
+
+bench-stream: install
+	bench/stream.sh .

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Response cache: cost of a hit against a miss, one web process, against the fixed-answer nginx upstream of
-# ../shared/bench (started as its run.sh does) with its wrk script (POST /v1/chat/completions).
+# bench/ (started as bench/run.sh does) with its wrk script (POST /v1/chat/completions).
 #   miss: the plain request (no client opt-in: goes upstream every time)
 #   hit:  the same request with `Cache-Control: public, max-age=60` (stored once, then served from the cache)
 # Prints one line per measurement: wrk's RESULT plus the proxy process's CPU milliseconds per request
 # (utime+stime from /proc), which stays meaningful on a busy machine where throughput does not.
-# Usage: scripts/bench-cache.sh   Env: BENCH_DIR (../shared/bench) SECS (8) C ("1 16") BACKEND (in-memory|redis)
+# Usage: scripts/bench-cache.sh   Env: BENCH_DIR (bench) SECS (8) C ("1 16") BACKEND (in-memory|redis)
 #        SERVER (default: .venv/bin/daphne -b 127.0.0.1 -p 18080; the app path is appended)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=$(cd "${BENCH_DIR:-../shared/bench}" && pwd) T=${BENCH_TMP:-/tmp/llmproxy-bench-cache}
+B=$(cd "${BENCH_DIR:-bench}" && pwd) T=${BENCH_TMP:-/tmp/llmproxy-bench-cache}
 SECS=${SECS:-8} CONCS=${C:-"1 16"} BACKEND=${BACKEND:-in-memory}
 mkdir -p "$T"; pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
