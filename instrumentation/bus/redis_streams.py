@@ -1,8 +1,9 @@
 """Redis Streams bus (reference §5.4): `XADD <key> MAXLEN ~ <n> * data <json>` and consumer groups.
 
-Publishing: the request appends to a bounded buffer (EVENT_PUBLISH_QUEUE_SIZE); the drain task writes
-pipelined batches with redis.asyncio. When Redis is down or slow the batch in hand is retried with
-backoff while new events wait in the buffer; once the buffer is full, new events are dropped and
+Publishing: the request appends to a bounded buffer (EVENT_PUBLISH_QUEUE_SIZE events and
+OBSERVABILITY_BUFFER_BYTES); the drain task writes pipelined batches with redis.asyncio. When Redis is
+down or slow the batch in hand is retried with backoff while new events wait in the buffer (both count
+towards the byte bound and show in /metrics); once the buffer is full, new events are dropped and
 counted. Nothing here runs on the request path, and start-up never needs Redis.
 
 Consuming (`RedisStreamConsumer`): synchronous redis-py for Celery tasks and the dispatcher command.
@@ -19,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from instrumentation.bus.base import Message, StreamConsumer
-from instrumentation.bus.queued import QueuedBus
+from instrumentation.bus.queued import DEFAULT_MAX_BYTES, QueuedBus
 from instrumentation.events import Event
 
 logger = logging.getLogger("instrumentation.bus")
@@ -35,8 +36,10 @@ class RedisStreamsBus(QueuedBus):
     name = "redis-streams"
     linger = 0.002  # lets a batch collect the events of a few concurrent requests: one round trip for all
 
-    def __init__(self, *, url: str, stream_key: str, max_len: int, capacity: int) -> None:
-        super().__init__(capacity=capacity)
+    def __init__(
+        self, *, url: str, stream_key: str, max_len: int, capacity: int, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
+        super().__init__(capacity=capacity, max_bytes=max_bytes)
         self.url = url
         self.stream_key = stream_key
         self.max_len = max_len
@@ -51,10 +54,16 @@ class RedisStreamsBus(QueuedBus):
             stream_key=settings.REDIS_STREAM_KEY,
             max_len=settings.REDIS_STREAM_MAX_LEN,
             capacity=settings.EVENT_PUBLISH_QUEUE_SIZE,
+            max_bytes=settings.OBSERVABILITY_BUFFER_BYTES,
         )
 
     def stats(self) -> dict:
         return {**super().stats(), "stream": self.stream_key, "redis_available": not self._redis_down}
+
+    @property
+    def connected(self) -> bool:
+        """False from the first failed write until one succeeds again (the publisher is in its retry loop)."""
+        return not self._redis_down
 
     def _connection(self) -> aredis.Connection:
         """This drain task's connection: one, since one batch is in flight at a time."""
