@@ -22,6 +22,8 @@ import time
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from instrumentation.bus.queued import Throttled
 
@@ -114,8 +116,13 @@ _lag_warning = Throttled(logger, interval=60.0)
 def _client(url: str) -> redis.Redis:
     client = _clients.get(url)
     if client is None:
+        # No retries: redis-py's default (10, with backoff) would turn one TIMEOUT into many seconds.
         client = _clients[url] = redis.Redis.from_url(
-            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, decode_responses=True
+            url,
+            socket_timeout=TIMEOUT,
+            socket_connect_timeout=TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
         )
     return client
 
