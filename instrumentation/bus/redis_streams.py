@@ -12,6 +12,7 @@ Consuming (`RedisStreamConsumer`): synchronous redis-py for Celery tasks and the
 import asyncio
 import logging
 import math
+import time
 
 import redis
 import redis.asyncio as aredis
@@ -22,12 +23,14 @@ from redis.backoff import NoBackoff
 from instrumentation.bus.base import Message, StreamConsumer
 from instrumentation.bus.queued import DEFAULT_MAX_BYTES, QueuedBus
 from instrumentation.events import Event
+from instrumentation.metrics_dispatch import GROUP_PREFIX, warn_about_lag
 
 logger = logging.getLogger("instrumentation.bus")
 
 CONNECT_TIMEOUT = 1.0  # seconds; a Redis that does not accept a connection by then counts as down
 WRITE_TIMEOUT = 3.0  # seconds for one pipelined batch
 RETRY_MAX_DELAY = 1.0
+LAG_CHECK_INTERVAL = 10.0  # seconds between two looks at the groups' lag, made after a successful write
 BATCH_MAX_BYTES = 4 * 1024 * 1024  # one pipeline stays a few MB even with large captured bodies
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError)
 
@@ -46,6 +49,7 @@ class RedisStreamsBus(QueuedBus):
         self._connections: dict[int, aredis.Connection] = {}  # per drain-task generation (one event loop each)
         self._command_head = _xadd_head(stream_key, max_len)
         self._redis_down = False
+        self._next_lag_check = 0.0
 
     @classmethod
     def from_settings(cls) -> "RedisStreamsBus":
@@ -122,6 +126,33 @@ class RedisStreamsBus(QueuedBus):
         if failed:
             self.count_dropped(len(failed), "Redis refused XADD: %s", failed[0])
         self.count_published(len(results) - len(failed))
+        if self.max_len > 0 and time.monotonic() >= self._next_lag_check:
+            await self._acheck_lag()
+
+    async def _acheck_lag(self) -> None:
+        """Warn when a group falls so far behind that MAXLEN trimming would drop events it has not read.
+
+        Done here as well as at scrape time so that the warning does not depend on anyone reading
+        /metrics; it costs one XINFO GROUPS per LAG_CHECK_INTERVAL on the publisher's connection.
+        """
+        self._next_lag_check = time.monotonic() + LAG_CHECK_INTERVAL
+        connection = self._connection()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await connection.send_command("XINFO", "GROUPS", self.stream_key, check_health=False)
+                groups = await connection.read_response(disable_decoding=True, timeout=math.inf)
+        except redis.ResponseError:  # no stream or no group yet: nobody behind
+            return
+        except asyncio.CancelledError:
+            await connection.disconnect()
+            raise
+        except Exception:  # slow or gone: the next write reconnects and reports an outage, if there is one
+            await connection.disconnect()  # the reply may still come: never reuse the connection
+            return
+        try:
+            warn_about_lag(_lags(groups), self.max_len)
+        except Exception:  # a look at the lag must never cost the batch that was just written
+            logger.debug("event bus: reading the groups' lag failed", exc_info=True)
 
     async def _xadd(self, payloads: list[bytes]) -> list:
         """One pipelined write of `XADD <key> [MAXLEN ~ n] * data <json>` per payload; a reply (id or error) each.
@@ -156,6 +187,18 @@ class RedisStreamsBus(QueuedBus):
                 await connection.disconnect()
             except Exception:  # the loop may be closing; the socket goes with it
                 pass
+
+
+def _lags(groups: list) -> dict[str, dict]:
+    """{service: {"lag": n}} from XINFO GROUPS replies (groups whose lag Redis cannot tell are skipped)."""
+    lags = {}
+    for group in groups or []:
+        # A map with RESP3 or redis-py's own parser, a flat [name, value, ...] list with plain RESP2.
+        fields = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+        lag = fields.get(b"lag")
+        if isinstance(lag, int):
+            lags[fields[b"name"].decode(errors="replace").removeprefix(GROUP_PREFIX)] = {"lag": lag}
+    return lags
 
 
 def _xadd_head(stream_key: str, max_len: int) -> bytes:

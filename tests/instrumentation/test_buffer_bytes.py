@@ -8,6 +8,7 @@ from instrumentation.bus.memory import InMemoryBus
 from instrumentation.bus.queued import EVENT_OVERHEAD_BYTES, event_size
 from instrumentation.bus.redis_streams import RedisStreamsBus
 from instrumentation.events import Event
+from tests.instrumentation.conftest import REDIS_URL
 from tests.instrumentation.own_redis import free_port
 
 MB = 1024 * 1024
@@ -82,3 +83,15 @@ async def test_200_mb_of_events_while_redis_is_down_hold_at_most_the_byte_bound(
     assert grown < bound + 48 * MB, f"RSS grew by {grown / MB:.0f} MB"
     await bus.stop(grace=0.1)
     assert bus.stats()["bytes_queued"] == 0
+
+
+async def test_the_publisher_warns_when_a_group_lags_past_80_percent_of_max_len(redis_client, stream_key, caplog):
+    service = f"svc{stream_key[-8:]}"  # the warning is throttled per service: a name of this test's own
+    redis_client.xgroup_create(stream_key, "llm-proxy-dispatchers-" + service, id="0", mkstream=True)
+    bus = RedisStreamsBus(url=REDIS_URL, stream_key=stream_key, max_len=10, capacity=100)
+    with caplog.at_level(logging.WARNING, logger="instrumentation.metrics_dispatch"):
+        for n in range(9):
+            bus.publish(event(n, response=100))
+        assert await bus.flush()
+        await bus.stop()
+    assert f"the {service} dispatchers are 9 entries behind, over 80% of REDIS_STREAM_MAX_LEN=10" in caplog.text
