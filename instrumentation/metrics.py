@@ -31,6 +31,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
 
+from instrumentation import metrics_bus
 from instrumentation import metrics_runtime as runtime
 from instrumentation import multiprocess as process_files
 
@@ -149,6 +150,7 @@ for _name in _COUNTER_SPECS:
     _new_counter(_name, {})
 for _name in _HISTOGRAM_SPECS:
     _new_histogram(_name)
+runtime.on_refresh(metrics_bus.refresh)  # the publish buffer's waiting events and bytes, sampled like the runtime
 
 
 def collect(*, asyncio_tasks: int | None = None) -> list:

@@ -8,18 +8,32 @@ a Redis that is down makes the figures unavailable, never the endpoint.
 Same figures as `manage.py dispatch_status` (dispatch/status.py), which may wait seconds for Redis; a
 scrape may not. Dead letters hold whole events, so they are counted inside Redis (a Lua script) and
 never travel to this process.
+
+The figures are kept for CACHE_SECONDS: scrapes from several Prometheus servers, dashboards and people
+cost Redis one read per few seconds, and a Redis that hangs costs one TIMEOUT per few seconds, not
+one per scrape. Reading them logs a (throttled) warning for each group whose lag passes
+LAG_WARNING_SHARE of REDIS_STREAM_MAX_LEN: the stream is trimmed to that length whatever the groups
+have read, so beyond it undelivered events are lost.
 """
 
 import logging
+import threading
+import time
 
 import redis
 from django.conf import settings
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from instrumentation.bus.queued import Throttled
 
 logger = logging.getLogger(__name__)
 
 GROUP_PREFIX = "llm-proxy-dispatchers-"
 TIMEOUT = 0.5  # seconds; a scrape must answer even when Redis hangs
 MAX_SCAN = 10_000  # entries counted per scrape at most
+CACHE_SECONDS = 3.0
+LAG_WARNING_SHARE = 0.8
 
 # KEYS[1]: stream; ARGV[1]: first id (exclusive, "-" for all); ARGV[2]: cap. Returns {service, n, ...} or {n}.
 _COUNT = """
@@ -42,12 +56,44 @@ return out
 """
 
 _clients: dict[str, redis.Redis] = {}
+_cache: dict[tuple, tuple[float, dict]] = {}  # (url, stream, services) -> (monotonic time read, figures)
+_cache_lock = threading.Lock()
 
 
 def dispatch_figures() -> dict:
     """{"status": "ok" | "redis_unavailable" | "not_applicable", "services": {service: {lag, pending, dead_letter}}}"""
     if settings.LLM_PROXY_EVENT_BUS != "redis-streams":
         return {"status": "not_applicable", "services": {}}
+    key = (settings.REDIS_URL, settings.REDIS_STREAM_KEY, tuple(settings.DISPATCH_SERVICES))
+    with _cache_lock:  # one scrape reads Redis, the ones arriving meanwhile take its answer
+        cached = _cache.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        figures = _read_figures()
+        _cache.clear()  # only the current settings' figures are worth keeping
+        _cache[key] = (time.monotonic(), figures)
+    if figures["status"] == "ok":
+        warn_about_lag(figures["services"], settings.REDIS_STREAM_MAX_LEN)
+    return figures
+
+
+def warn_about_lag(services: dict[str, dict], max_len: int) -> None:
+    """A warning for each group whose lag passes LAG_WARNING_SHARE of the stream's MAXLEN (0: never trimmed)."""
+    if max_len <= 0:
+        return
+    for service, figures in services.items():
+        if figures["lag"] > LAG_WARNING_SHARE * max_len:
+            _lag_warning.warning(
+                f"event stream: the {service} dispatchers are %d entries behind, over %d%% of "
+                "REDIS_STREAM_MAX_LEN=%d; entries trimmed before they read them are lost (add dispatchers, "
+                "or raise REDIS_STREAM_MAX_LEN)",
+                figures["lag"],
+                int(LAG_WARNING_SHARE * 100),
+                max_len,
+            )
+
+
+def _read_figures() -> dict:
     key = settings.REDIS_STREAM_KEY
     try:
         client = _client(settings.REDIS_URL)
@@ -64,11 +110,19 @@ def dispatch_figures() -> dict:
     return {"status": "ok", "services": dict(sorted(services.items()))}
 
 
+_lag_warning = Throttled(logger, interval=60.0)
+
+
 def _client(url: str) -> redis.Redis:
     client = _clients.get(url)
     if client is None:
+        # No retries: redis-py's default (10, with backoff) would turn one TIMEOUT into many seconds.
         client = _clients[url] = redis.Redis.from_url(
-            url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT, decode_responses=True
+            url,
+            socket_timeout=TIMEOUT,
+            socket_connect_timeout=TIMEOUT,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
         )
     return client
 

@@ -17,6 +17,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
@@ -112,6 +113,7 @@ _gc = {"started": 0.0, "pause": 0.0}
 _seen = {"pause": 0.0, "runs": 0, "heap_alloc": 0, "blocks": 0}
 _state = {"pid": 0, "loop": None}
 _refresh_lock = threading.Lock()
+_hooks: list[Callable[[], None]] = []
 
 
 def _on_gc(phase: str, info: dict) -> None:
@@ -155,6 +157,12 @@ async def _remember_running_loop() -> None:
     remember_loop(asyncio.get_running_loop())
 
 
+def on_refresh(hook: Callable[[], None]) -> None:
+    """Run `hook` at every sample too (other modules' sampled gauges, e.g. the event buffer's)."""
+    if hook not in _hooks:
+        _hooks.append(hook)
+
+
 def refresh(tasks: int | None = None) -> None:
     with _refresh_lock:
         tasks = _asyncio_tasks() if tasks is None else tasks
@@ -164,6 +172,8 @@ def refresh(tasks: int | None = None) -> None:
         THREADS.set(threads)
         _refresh_memory()
         _refresh_gc()
+        for hook in _hooks:
+            hook()
 
 
 def _asyncio_tasks() -> int:

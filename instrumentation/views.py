@@ -1,4 +1,4 @@
-"""GET METRICS_PATH (JSON, the reference's fields plus events and dispatch) and METRICS_PATH/prometheus.
+"""GET METRICS_PATH (JSON, the reference's fields plus events, the event bus and dispatch) and METRICS_PATH/prometheus.
 
 Unauthenticated like the reference, so nothing secret goes in: counts, timings and service names only.
 The views are async so they can count the event loop's tasks; collecting (files in multiprocess mode,
@@ -12,7 +12,7 @@ from django.conf import settings
 from django.http import Http404, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
 
-from instrumentation import metrics, metrics_dispatch
+from instrumentation import metrics, metrics_bus, metrics_dispatch
 from instrumentation import metrics_runtime as runtime
 
 # The classic text format every Prometheus understands (prometheus_client's newer default says 1.0.0).
@@ -38,6 +38,7 @@ async def metrics_json(request):
     body = {field: _number(sums.get(family, 0)) for field, family in JSON_FIELDS.items()}
     body["uptime_seconds"] = sums.get("llm_proxy_uptime_seconds", 0.0)
     body["requests_by_status_class"] = _by_label(families, "llm_proxy_requests_by_status_class", "status_class")
+    body["event_bus"] = {"backend": settings.LLM_PROXY_EVENT_BUS, **metrics_bus.figures(sums)}
     body["dispatch"] = dispatch
     return JsonResponse(body, headers={"Cache-Control": "no-store"})
 

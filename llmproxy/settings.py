@@ -284,6 +284,8 @@ REDIS_STREAM_BLOCK_TIME = env_duration("REDIS_STREAM_BLOCK_TIME", "5s")
 REDIS_STREAM_CLAIM_TIME = env_duration("REDIS_STREAM_CLAIM_TIME", "30s")
 REDIS_STREAM_BATCH_SIZE = env_int("REDIS_STREAM_BATCH_SIZE", 100, minimum=1)
 EVENT_PUBLISH_QUEUE_SIZE = env_int("EVENT_PUBLISH_QUEUE_SIZE", 10000, minimum=1)
+# Bytes of events (bodies + a fixed overhead each) the publish buffer holds, with the batch in hand: 64 MiB.
+OBSERVABILITY_BUFFER_BYTES = env_int("OBSERVABILITY_BUFFER_BYTES", 64 * 1024 * 1024, minimum=1)
 
 # --- HTTP response cache ------------------------------------------------------
 

@@ -15,7 +15,7 @@ from django.utils.module_loading import import_string
 from instrumentation.bus.base import EventBus, Message, StreamConsumer
 from llmproxy import lifecycle
 
-__all__ = ["EventBus", "Message", "StreamConsumer", "get_bus", "get_consumer", "reset_for_tests"]
+__all__ = ["EventBus", "Message", "StreamConsumer", "current_bus", "get_bus", "get_consumer", "reset_for_tests"]
 
 BACKENDS = {
     "in-memory": "instrumentation.bus.memory.InMemoryBus",
@@ -30,6 +30,11 @@ def get_bus() -> EventBus:
     """The process's publisher, created on first use from the current settings."""
     bus = _bus
     return bus if bus is not None else _create_bus()
+
+
+def current_bus() -> EventBus | None:
+    """The process's publisher if one was created, without creating it (metrics read it)."""
+    return _bus
 
 
 def _create_bus() -> EventBus:

@@ -7,13 +7,13 @@ from instrumentation.events import Event
 
 
 class InMemoryBus(QueuedBus):
-    """Bounded by OBSERVABILITY_BUFFER_SIZE; a full buffer drops the new event and counts it."""
+    """Bounded by OBSERVABILITY_BUFFER_SIZE events and OBSERVABILITY_BUFFER_BYTES; a full buffer drops new events."""
 
     name = "in-memory"
 
     @classmethod
     def from_settings(cls) -> "InMemoryBus":
-        return cls(capacity=settings.OBSERVABILITY_BUFFER_SIZE)
+        return cls(capacity=settings.OBSERVABILITY_BUFFER_SIZE, max_bytes=settings.OBSERVABILITY_BUFFER_BYTES)
 
     async def awrite(self, batch: list[Event]) -> None:
         # Subscribers already ran in _deliver_local; handing the batch to them is what "published" means here.

@@ -1,7 +1,11 @@
 """What both buses share: `publish` appends to a bounded buffer; one task on the running loop drains it.
 
-The request path only does a length check, a deque append and an Event.set(), so it never waits on
-subscribers or on Redis. The buffer is a deque rather than an asyncio.Queue because it must survive a
+The request path only does a length check, a size sum, a deque append and an Event.set(), so it never
+waits on subscribers or on Redis. The buffer is bounded twice: in events (`capacity`) and in bytes
+(`max_bytes`, OBSERVABILITY_BUFFER_BYTES), counting the batch the drain task holds as well, so that a
+Redis outage under large captured bodies costs at most `max_bytes` of memory, not capacity x 320 KiB.
+
+The buffer is a deque rather than an asyncio.Queue because it must survive a
 change of event loop (tests run one loop per test, a live server runs its own) and accept events from
 threads without a loop; the drain task is (re)started lazily on whichever loop publishes.
 """
@@ -17,6 +21,17 @@ from instrumentation.bus.base import EventBus
 from instrumentation.events import Event
 
 logger = logging.getLogger("instrumentation.bus")
+
+# What an event costs beyond its bodies: the object, its strings and its header map. Taken as a constant so
+# that sizing an event on the request path is two len() calls, not an encoding.
+EVENT_OVERHEAD_BYTES = 1024
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+def event_size(event: Event) -> int:
+    """Bytes an event holds in the buffer: its captured bodies plus a fixed overhead."""
+    request, response = event.request_body, event.response_body
+    return EVENT_OVERHEAD_BYTES + (len(request) if request else 0) + (len(response) if response else 0)
 
 
 class Throttled:
@@ -43,11 +58,14 @@ class QueuedBus(EventBus):
     """An EventBus whose `publish` only buffers; `awrite` (per backend) runs in the drain task."""
 
     batch_max = 256  # events handed to awrite at once
+    batch_max_bytes = 4 * 1024 * 1024  # and at most this many event bytes (one event more when it alone is larger)
     linger = 0.0  # seconds the drain task waits after waking so that batches fill under load
 
-    def __init__(self, *, capacity: int) -> None:
+    def __init__(self, *, capacity: int, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._buffer: deque[Event] = deque()
+        self._buffered_bytes = 0
         self._subscribers: list[Callable[[Event], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
@@ -55,6 +73,7 @@ class QueuedBus(EventBus):
         self._generation = 0
         self._closing = False
         self._in_flight = 0
+        self._in_flight_bytes = 0
         self.published = 0
         self.dropped = 0
         self._warn = Throttled(logger)
@@ -65,6 +84,14 @@ class QueuedBus(EventBus):
             if len(self._buffer) >= self.capacity:
                 self.count_dropped(1, "the publish buffer is full (%d events)", self.capacity)
                 return
+            size = event_size(event)
+            if size > self.max_bytes:
+                self.count_dropped(1, "an event of %d bytes is larger than the byte bound (%d)", size, self.max_bytes)
+                return
+            if self._buffered_bytes + self._in_flight_bytes + size > self.max_bytes:
+                self.count_dropped(1, "the publish buffer is full (%d bytes)", self.max_bytes)
+                return
+            self._buffered_bytes += size
             self._buffer.append(event)
             self._kick()
         except Exception:  # publishing must never fail a request
@@ -79,7 +106,14 @@ class QueuedBus(EventBus):
             "events_published": self.published,
             "events_dropped": self.dropped,
             "events_queued": len(self._buffer) + self._in_flight,
+            "bytes_queued": self._buffered_bytes + self._in_flight_bytes,
+            "connected": self.connected,
         }
+
+    @property
+    def connected(self) -> bool:
+        """Whether the backend takes events now (the Redis bus: False while its publisher retries)."""
+        return True
 
     def count_dropped(self, amount: int, reason: str, *args) -> None:
         self.dropped += amount
@@ -126,7 +160,6 @@ class QueuedBus(EventBus):
                         await asyncio.sleep(self.linger)
                     continue
                 batch = self._take_batch()
-                self._in_flight = len(batch)
                 try:
                     self._deliver_local(batch)
                     await self.awrite(batch)
@@ -134,13 +167,24 @@ class QueuedBus(EventBus):
                     logger.exception("event bus (%s): writing a batch failed", self.name)
                     self.count_dropped(len(batch), "the publisher failed (see the error above)")
                 finally:
-                    self._in_flight = 0
+                    self._in_flight = self._in_flight_bytes = 0
         finally:
             await self.arelease(generation)
 
     def _take_batch(self) -> list[Event]:
-        buffer, size = self._buffer, min(len(self._buffer), self.batch_max)
-        return [buffer.popleft() for _ in range(size)]
+        """Up to batch_max events and batch_max_bytes from the buffer, which become the batch in hand."""
+        buffer, batch, total = self._buffer, [], 0
+        while buffer and len(batch) < self.batch_max:
+            size = event_size(buffer[0])
+            if batch and total + size > self.batch_max_bytes:
+                break
+            batch.append(buffer.popleft())
+            total += size
+        # Counted in the batch in hand before they leave the buffer's count: publish (maybe on another thread)
+        # may see them twice for an instant, never not at all.
+        self._in_flight, self._in_flight_bytes = len(batch), total
+        self._buffered_bytes -= total
+        return batch
 
     def _deliver_local(self, batch: list[Event]) -> None:
         for callback in self._subscribers:
@@ -194,6 +238,7 @@ class QueuedBus(EventBus):
         if self._buffer:
             left = len(self._buffer)
             self._buffer.clear()
+            self._buffered_bytes = 0
             self.count_dropped(left, "still queued at shutdown")
         await asyncio.to_thread(self.close_subscribers)
         self._closing = False  # a later publish (a new server in the same process, tests) starts afresh

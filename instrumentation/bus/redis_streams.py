@@ -1,8 +1,9 @@
 """Redis Streams bus (reference §5.4): `XADD <key> MAXLEN ~ <n> * data <json>` and consumer groups.
 
-Publishing: the request appends to a bounded buffer (EVENT_PUBLISH_QUEUE_SIZE); the drain task writes
-pipelined batches with redis.asyncio. When Redis is down or slow the batch in hand is retried with
-backoff while new events wait in the buffer; once the buffer is full, new events are dropped and
+Publishing: the request appends to a bounded buffer (EVENT_PUBLISH_QUEUE_SIZE events and
+OBSERVABILITY_BUFFER_BYTES); the drain task writes pipelined batches with redis.asyncio. When Redis is
+down or slow the batch in hand is retried with backoff while new events wait in the buffer (both count
+towards the byte bound and show in /metrics); once the buffer is full, new events are dropped and
 counted. Nothing here runs on the request path, and start-up never needs Redis.
 
 Consuming (`RedisStreamConsumer`): synchronous redis-py for Celery tasks and the dispatcher command.
@@ -11,6 +12,7 @@ Consuming (`RedisStreamConsumer`): synchronous redis-py for Celery tasks and the
 import asyncio
 import logging
 import math
+import time
 
 import redis
 import redis.asyncio as aredis
@@ -19,14 +21,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from instrumentation.bus.base import Message, StreamConsumer
-from instrumentation.bus.queued import QueuedBus
+from instrumentation.bus.queued import DEFAULT_MAX_BYTES, QueuedBus
 from instrumentation.events import Event
+from instrumentation.metrics_dispatch import GROUP_PREFIX, warn_about_lag
 
 logger = logging.getLogger("instrumentation.bus")
 
 CONNECT_TIMEOUT = 1.0  # seconds; a Redis that does not accept a connection by then counts as down
 WRITE_TIMEOUT = 3.0  # seconds for one pipelined batch
 RETRY_MAX_DELAY = 1.0
+LAG_CHECK_INTERVAL = 10.0  # seconds between two looks at the groups' lag, made after a successful write
 BATCH_MAX_BYTES = 4 * 1024 * 1024  # one pipeline stays a few MB even with large captured bodies
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, OSError, asyncio.TimeoutError)
 
@@ -35,14 +39,17 @@ class RedisStreamsBus(QueuedBus):
     name = "redis-streams"
     linger = 0.002  # lets a batch collect the events of a few concurrent requests: one round trip for all
 
-    def __init__(self, *, url: str, stream_key: str, max_len: int, capacity: int) -> None:
-        super().__init__(capacity=capacity)
+    def __init__(
+        self, *, url: str, stream_key: str, max_len: int, capacity: int, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
+        super().__init__(capacity=capacity, max_bytes=max_bytes)
         self.url = url
         self.stream_key = stream_key
         self.max_len = max_len
         self._connections: dict[int, aredis.Connection] = {}  # per drain-task generation (one event loop each)
         self._command_head = _xadd_head(stream_key, max_len)
         self._redis_down = False
+        self._next_lag_check = 0.0
 
     @classmethod
     def from_settings(cls) -> "RedisStreamsBus":
@@ -51,10 +58,16 @@ class RedisStreamsBus(QueuedBus):
             stream_key=settings.REDIS_STREAM_KEY,
             max_len=settings.REDIS_STREAM_MAX_LEN,
             capacity=settings.EVENT_PUBLISH_QUEUE_SIZE,
+            max_bytes=settings.OBSERVABILITY_BUFFER_BYTES,
         )
 
     def stats(self) -> dict:
         return {**super().stats(), "stream": self.stream_key, "redis_available": not self._redis_down}
+
+    @property
+    def connected(self) -> bool:
+        """False from the first failed write until one succeeds again (the publisher is in its retry loop)."""
+        return not self._redis_down
 
     def _connection(self) -> aredis.Connection:
         """This drain task's connection: one, since one batch is in flight at a time."""
@@ -113,6 +126,33 @@ class RedisStreamsBus(QueuedBus):
         if failed:
             self.count_dropped(len(failed), "Redis refused XADD: %s", failed[0])
         self.count_published(len(results) - len(failed))
+        if self.max_len > 0 and time.monotonic() >= self._next_lag_check:
+            await self._acheck_lag()
+
+    async def _acheck_lag(self) -> None:
+        """Warn when a group falls so far behind that MAXLEN trimming would drop events it has not read.
+
+        Done here as well as at scrape time so that the warning does not depend on anyone reading
+        /metrics; it costs one XINFO GROUPS per LAG_CHECK_INTERVAL on the publisher's connection.
+        """
+        self._next_lag_check = time.monotonic() + LAG_CHECK_INTERVAL
+        connection = self._connection()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await connection.send_command("XINFO", "GROUPS", self.stream_key, check_health=False)
+                groups = await connection.read_response(disable_decoding=True, timeout=math.inf)
+        except redis.ResponseError:  # no stream or no group yet: nobody behind
+            return
+        except asyncio.CancelledError:
+            await connection.disconnect()
+            raise
+        except Exception:  # slow or gone: the next write reconnects and reports an outage, if there is one
+            await connection.disconnect()  # the reply may still come: never reuse the connection
+            return
+        try:
+            warn_about_lag(_lags(groups), self.max_len)
+        except Exception:  # a look at the lag must never cost the batch that was just written
+            logger.debug("event bus: reading the groups' lag failed", exc_info=True)
 
     async def _xadd(self, payloads: list[bytes]) -> list:
         """One pipelined write of `XADD <key> [MAXLEN ~ n] * data <json>` per payload; a reply (id or error) each.
@@ -147,6 +187,18 @@ class RedisStreamsBus(QueuedBus):
                 await connection.disconnect()
             except Exception:  # the loop may be closing; the socket goes with it
                 pass
+
+
+def _lags(groups: list) -> dict[str, dict]:
+    """{service: {"lag": n}} from XINFO GROUPS replies (groups whose lag Redis cannot tell are skipped)."""
+    lags = {}
+    for group in groups or []:
+        # A map with RESP3 or redis-py's own parser, a flat [name, value, ...] list with plain RESP2.
+        fields = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
+        lag = fields.get(b"lag")
+        if isinstance(lag, int):
+            lags[fields[b"name"].decode(errors="replace").removeprefix(GROUP_PREFIX)] = {"lag": lag}
+    return lags
 
 
 def _xadd_head(stream_key: str, max_len: int) -> bytes:

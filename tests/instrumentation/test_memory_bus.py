@@ -26,7 +26,14 @@ async def test_every_subscriber_gets_every_event_in_order():
 
     assert [e.request_id for e in first] == [f"req-{n}" for n in range(10)]
     assert [e.request_id for e in second] == [f"req-{n}" for n in range(10)]
-    assert bus.stats() == {"backend": "in-memory", "events_published": 10, "events_dropped": 0, "events_queued": 0}
+    assert bus.stats() == {
+        "backend": "in-memory",
+        "events_published": 10,
+        "events_dropped": 0,
+        "events_queued": 0,
+        "bytes_queued": 0,
+        "connected": True,
+    }
 
 
 def test_a_full_buffer_drops_new_events_and_counts_them():

@@ -125,3 +125,56 @@ def test_live_gauges_of_other_hosts_count_only_while_their_heartbeat_is_fresh(tm
     os.utime(tmp_path / "counter_other-host-7.db", (old, old))
     kept = sorted(os.path.basename(name) for name in multiprocess.files_to_merge())
     assert kept == ["counter_other-host-7.db", "gauge_livesum_other-host-8.db"]
+
+
+# A web process whose Redis is down: it holds its events and says it is not connected.
+PUBLISHER = """
+import asyncio, os, sys
+os.environ.update(LLM_PROXY_EVENT_BUS="redis-streams", REDIS_URL=sys.argv[1])
+import django
+django.setup()
+from instrumentation import metrics_runtime
+from instrumentation.bus import get_bus
+from instrumentation.events import Event
+
+async def main():
+    bus = get_bus()
+    for n in range(5):
+        bus.publish(Event(request_id=str(n), method="POST", path="/v1/chat/completions", status=200,
+                          duration_ns=1, request_body=b"q" * 1000, response_body=b"a" * 5000))
+    for _ in range(500):
+        if not bus.connected:
+            break
+        await asyncio.sleep(0.02)
+    metrics_runtime.refresh()  # what its heartbeat does every few seconds
+    print("ready", flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+
+asyncio.run(main())
+"""
+
+
+def test_events_waiting_in_every_process_are_summed_and_one_disconnected_bus_shows(environment):
+    from instrumentation.bus.queued import EVENT_OVERHEAD_BYTES
+
+    start, _folder = environment
+    web = start_web(start)
+    closed = f"redis://127.0.0.1:{free_port()}/0"
+    publishers = [start("-c", PUBLISHER, closed, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)]
+    publishers.append(start("-c", PUBLISHER, closed, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+    for publisher in publishers:
+        assert publisher.stdout.readline().strip() == "ready"
+    wait_until_live(web)
+
+    scrape = Scrape(httpx.get(web + "/metrics/prometheus").text)
+    assert scrape.value("llm_proxy_event_buffer_events") == 10
+    assert scrape.value("llm_proxy_event_buffer_bytes") == 10 * (6000 + EVENT_OVERHEAD_BYTES)
+    assert scrape.value("llm_proxy_event_bus_connected") == 0  # the web process's own bus is fine; theirs are not
+    shown = httpx.get(web + "/metrics").json()["event_bus"]
+    assert (shown["connected"], shown["waiting_events"]) == (False, 10)
+    for publisher in publishers:
+        publisher.stdin.close()
+        publisher.wait(15)
+    after = Scrape(httpx.get(web + "/metrics/prometheus").text)
+    assert after.value("llm_proxy_event_buffer_events") == 0  # gone with their processes
+    assert after.value("llm_proxy_event_bus_connected") == 1
