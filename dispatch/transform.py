@@ -85,7 +85,8 @@ def decode_capped(body: bytes | None, content_encoding: str, limit: int | None =
     if len(encodings) > MAX_STACKED_ENCODINGS:
         return Body(None)
     truncated = len(body) > limit  # a capture cap above the decoded cap: the rest is never looked at
-    body = body[:limit]
+    if truncated:
+        body = body[:limit]
     try:
         for encoding in reversed(encodings):
             decoded = _undo_encoding(body, encoding, limit)
@@ -102,13 +103,19 @@ def _undo_encoding(body: bytes, encoding: str, limit: int) -> tuple[bytes, bool]
     if encoding in ("identity", ""):
         return body, False
     if encoding in ("gzip", "x-gzip", "deflate"):
-        # wbits 47 = auto-detect a gzip or zlib header; decompressobj tolerates a truncated tail.
-        # max_length bounds the output; one byte past the limit tells a cut body from one that fits.
-        out = zlib.decompressobj(wbits=47).decompress(body, limit + 1)
-        return out[:limit], len(out) > limit
+        return _unzlib(body, limit)
     if encoding == "br":
         return _unbrotli(body, limit)
     return None
+
+
+def _unzlib(body: bytes, limit: int) -> tuple[bytes, bool]:
+    # wbits 47 = auto-detect a gzip or zlib header; decompressobj tolerates a truncated tail.
+    decompressor = zlib.decompressobj(wbits=47)
+    out = decompressor.decompress(body, limit)  # max_length: the output stops at the limit
+    if len(out) < limit or decompressor.eof:
+        return out, False
+    return out, bool(decompressor.decompress(decompressor.unconsumed_tail, 1))  # one byte more: it was cut
 
 
 def _unbrotli(body: bytes, limit: int) -> tuple[bytes, bool]:
@@ -123,8 +130,9 @@ def _unbrotli(body: bytes, limit: int) -> tuple[bytes, bool]:
             break
         parts.append(part)
         size += len(part)
-    out = b"".join(parts)
-    return out[:limit], size > limit
+    if size > limit:
+        parts[-1] = parts[-1][: len(parts[-1]) - (size - limit)]
+    return b"".join(parts), size > limit
 
 
 def merge_openai_sse(text: str) -> dict | None:
