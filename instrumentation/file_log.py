@@ -91,7 +91,8 @@ class FileEventLog:
                 events = [item for item in batch if item is not _STOP]
                 try:
                     self._write(events)
-                except Exception as exc:  # the writer outlives any event: count the batch, go on
+                except Exception as exc:  # the writer outlives any event: count the batch, reopen, go on
+                    self._close_file()
                     self._count_dropped(len(events), "writing a batch failed: %s", type(exc).__name__)
                 if stop:
                     return
