@@ -17,6 +17,7 @@ import brotli
 import ujson
 from django.conf import settings
 
+from dispatch.jsonsafe import clean_text
 from instrumentation.events import Event
 
 # Never change: a redelivered event must map to the ids the services already stored.
@@ -263,7 +264,7 @@ def _finish_choice(index: int, state: dict, legacy: bool) -> dict:
 def run_id(event: Event) -> str:
     """A UUID (v5) derived from the request id: the same event always gets the same id."""
     seed = event.request_id or event.to_json()
-    return str(uuid.uuid5(RUN_ID_NAMESPACE, seed))
+    return str(uuid.uuid5(RUN_ID_NAMESPACE, clean_text(seed)))  # uuid5 hashes UTF-8: no lone surrogate
 
 
 def request_body(event: Event) -> Body:

@@ -48,7 +48,8 @@ def _first_header(event: Event, names: tuple[str, ...]) -> str:
     for name in names:
         value = event.header(name).strip()
         if value:
-            return clean_text(value[:64])  # a lone surrogate has no UTF-8 form for the database
+            # A lone surrogate has no UTF-8 form and PostgreSQL refuses NUL: either would fail the whole batch.
+            return clean_text(value[:64]).replace("\x00", "")
     return ""
 
 
