@@ -188,6 +188,17 @@ def test_a_gzipped_stream_of_a_million_tiny_chunks_merges_only_what_fits_under_t
     content = payload["output"]["choices"][0]["message"]["content"]
     assert 0 < len(content) <= CAP // len(chunk) + 1
     assert payload["metadata"]["truncated"] == ["response_body"]
+    helicone = create_backend("helicone", endpoint="", api_key=HELICONE_KEY)
+    text_body = helicone.payload(event)["providerResponse"]["textBody"]  # the raw SSE Helicone reads usage from
+    helicone.close()
+    assert CAP <= len(text_body) <= CAP + len("\n\ndata: [DONE]\n\n")
+
+
+def test_a_plain_body_longer_than_the_cap_is_cut_and_marked_too(settings):
+    settings.OBSERVABILITY_MAX_DECODED_BYTES = 1000
+    event = bomb_event(response_body=json.dumps({"text": "x" * 5000}).encode())
+    payload = event_to_payload(event)
+    assert payload["metadata"]["truncated"] == ["response_body"] and len(payload["output"]) == 1000
 
 
 def test_a_10_mb_sse_line_is_read_only_up_to_the_cap():
