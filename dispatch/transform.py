@@ -82,6 +82,8 @@ def decode_capped(body: bytes | None, content_encoding: str, limit: int | None =
     if body is None:
         return Body(None)
     limit = limit or settings.OBSERVABILITY_MAX_DECODED_BYTES
+    if not content_encoding:  # most bodies: nothing to undo
+        return Body(body) if len(body) <= limit else Body(body[:limit], True)
     encodings = [e.strip().lower() for e in content_encoding.split(",") if e.strip()]
     if len(encodings) > MAX_STACKED_ENCODINGS:
         return Body(None)
@@ -277,8 +279,12 @@ def response_body(event: Event) -> Body:
 
 
 def _header_values(event: Event, name: str) -> str:
+    """All values of a header, joined with commas (a header may come as several lines)."""
     lower = name.lower()
-    return ",".join(v for key, values in event.response_headers.items() if key.lower() == lower for v in values)
+    for key, values in event.response_headers.items():
+        if key.lower() == lower:
+            return ",".join(values)
+    return ""
 
 
 def request_json(event: Event):
