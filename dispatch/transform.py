@@ -26,6 +26,7 @@ FIRST_CHUNK_HEADER = "X-Proxy-First-Chunk-At"
 # The event-only header the proxy adds when the client's request had a Content-Encoding: request bodies are
 # decoded only when it says so (never by sniffing magic bytes, which a client chooses).
 REQUEST_ENCODING_HEADER = "X-Proxy-Request-Content-Encoding"
+REFUSED_HEADER = "X-Proxy-Refused"  # event-only, with the reason, on requests refused before the token check
 MAX_STACKED_ENCODINGS = 4  # no server stacks more; each stage is bounded anyway, this bounds the time
 BROTLI_STEP = 32768
 MAX_TOKEN_COUNT = 2**53  # the largest integer every JSON reader (JavaScript's included) holds exactly
@@ -267,6 +268,11 @@ def run_id(event: Event) -> str:
     """A UUID (v5) derived from the request id: the same event always gets the same id."""
     seed = event.request_id or event.to_json()
     return str(uuid.uuid5(RUN_ID_NAMESPACE, clean_text(seed)))  # uuid5 hashes UTF-8: no lone surrogate
+
+
+def is_refused(event: Event) -> bool:
+    """The proxy refused the request before accepting its token: no LLM call, no bodies in the event."""
+    return bool(event.header(REFUSED_HEADER))
 
 
 def request_body(event: Event) -> Body:

@@ -21,8 +21,8 @@ class LunaryBackend(HttpBackend):
     key_variable = "LUNARY_API_KEY"
 
     def payload(self, event: Event, received_at: datetime | None = None) -> dict | None:
-        if event.method.upper() != "POST":
-            return None
+        if event.method.upper() != "POST" or transform.is_refused(event):
+            return None  # not an LLM call: refused requests (no token, bad method...) stay out of the service
         return {"runId": transform.run_id(event), "events": run_events(event, received_at)}
 
     def send(self, payloads: list[dict]) -> None:

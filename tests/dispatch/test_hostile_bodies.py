@@ -286,3 +286,17 @@ def test_lunary_and_helicone_receive_valid_json_for_surrogates_and_nan(fake_luna
         sent = strict_loads(server.requests[-1].body)
         assert "\ufffd" in json.dumps(sent, ensure_ascii=False)
         assert server.requests[-1].headers["Content-Type"] == "application/json"
+
+
+def test_refused_requests_are_not_sent_to_lunary_or_helicone_but_kept_by_file_and_usage():
+    event = bomb_event(request_body=None, response_body=None, **{"X-Proxy-Refused": ["unauthorized"]})
+    event.request_body = event.response_body = None
+    event.status = 401
+    payloads = {}
+    for name, key in (("file", ""), ("lunary", LUNARY_KEY), ("helicone", HELICONE_KEY), ("usage", "")):
+        backend = create_backend(name, endpoint="/tmp/unused.jsonl" if name == "file" else "", api_key=key)
+        payloads[name] = backend.payload(event)
+        backend.close()
+    assert payloads["lunary"] is None and payloads["helicone"] is None
+    assert payloads["file"]["metadata"]["status"] == 401 and "input" not in payloads["file"]
+    assert payloads["usage"]["status"] == 401
