@@ -55,14 +55,18 @@ class Body(NamedTuple):
     truncated: bool = False
 
     def text(self) -> str | None:
-        """The body as UTF-8 text; None when absent or not UTF-8 (a cut multi-byte character is dropped)."""
+        """The body as UTF-8 text; None when absent or not UTF-8.
+
+        A body cut inside a multi-byte character (by a capture cap, the decoded cap, or an endless stream
+        captured up to its cap) loses that character only, not all of its text.
+        """
         if self.data is None:
             return None
         try:
             return self.data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            if self.truncated and exc.end == len(self.data) and exc.reason == "unexpected end of data":
-                return self.data[: exc.start].decode("utf-8")  # the cut fell inside a character
+            if exc.end == len(self.data) and exc.reason == "unexpected end of data":
+                return self.data[: exc.start].decode("utf-8")
             return None
 
     def json(self):
@@ -336,12 +340,15 @@ def tokens_usage(output) -> dict | None:
         return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
     completion = usage.get("completion_tokens", usage.get("output_tokens"))
-    if not _count(prompt) and not _count(completion):
+    if not is_token_count(prompt) and not is_token_count(completion):
         return None
-    return {"prompt": prompt if _count(prompt) else 0, "completion": completion if _count(completion) else 0}
+    return {
+        "prompt": prompt if is_token_count(prompt) else 0,
+        "completion": completion if is_token_count(completion) else 0,
+    }
 
 
-def _count(value) -> bool:
+def is_token_count(value) -> bool:
     # An upstream's number, not trusted: a bool, a negative or a 4,000-digit count would break the rollups.
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from django.conf import settings
 
 from dispatch.jsonsafe import dumps, dumps_bytes
-from dispatch.transform import Body, merge_openai_sse, request_body, response_body, tokens_usage
+from dispatch.transform import Body, is_token_count, merge_openai_sse, request_body, response_body, tokens_usage
 from instrumentation import metrics
 from instrumentation.bus.queued import Throttled
 from instrumentation.events import Event
@@ -218,7 +218,7 @@ def token_usage(body) -> dict | None:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": total if isinstance(total, int) else prompt + completion,
+        "total_tokens": total if is_token_count(total) else prompt + completion,
     }
 
 

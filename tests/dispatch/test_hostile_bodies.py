@@ -300,3 +300,11 @@ def test_refused_requests_are_not_sent_to_lunary_or_helicone_but_kept_by_file_an
     assert payloads["lunary"] is None and payloads["helicone"] is None
     assert payloads["file"]["metadata"]["status"] == 401 and "input" not in payloads["file"]
     assert payloads["usage"]["status"] == 401
+
+
+def test_a_stream_cut_inside_a_multibyte_character_keeps_its_text():
+    chunk = 'data: {"id":"c","choices":[{"index":0,"delta":{"content":"日本"}}]}\n\n'.encode()
+    body = chunk * 3 + chunk[: chunk.index("本".encode()) + 1]  # the capture cap fell inside 本
+    payload = event_to_payload(stream_event(response_body=body))
+    assert payload["output"]["choices"][0]["message"]["content"] == "日本" * 3
+    assert strict_loads(jsonsafe.dumps_bytes(payload))
