@@ -4,68 +4,35 @@ Contract 7: `decode_body`, `merge_openai_sse` and `event_to_payload` keep their 
 Fixed against the reference: `output` is the upstream JSON itself (not a string wrapped in an object),
 `tokensUsage` is read from `usage` (also from a stream's final chunk), `name` is the model, and
 `runId` is derived from the request id, so a redelivered event maps to the same run.
+Bodies are bounded (`dispatch/bodies.py`): every decompression stops at OBSERVABILITY_MAX_DECODED_BYTES and
+says it was cut (`metadata.truncated`), and a request body is decoded only when the proxy recorded its
+Content-Encoding.
 """
 
 import uuid
-import zlib
 from datetime import UTC, datetime, timedelta
 
-import brotli
 import ujson
 from django.conf import settings
 
+# Re-exported: the backends, FILE_EVENT_LOG and the tests take the body helpers from here.
+from dispatch.bodies import Body, decode_body, decode_capped, parse_json  # noqa: F401
+from dispatch.jsonsafe import clean_text
 from instrumentation.events import Event
 
 # Never change: a redelivered event must map to the ids the services already stored.
 RUN_ID_NAMESPACE = uuid.UUID("5b0c6f3e-9d7a-4c1e-8f2b-6a4d3e2c1b0a")
 FIRST_CHUNK_HEADER = "X-Proxy-First-Chunk-At"
+# The event-only header the proxy adds when the client's request had a Content-Encoding: request bodies are
+# decoded only when it says so (never by sniffing magic bytes, which a client chooses).
+REQUEST_ENCODING_HEADER = "X-Proxy-Request-Content-Encoding"
+REFUSED_HEADER = "X-Proxy-Refused"  # event-only, with the reason, on requests refused before the token check
+MAX_TOKEN_COUNT = 2**53  # the largest integer every JSON reader (JavaScript's included) holds exactly
 # ujson parses and writes these small documents about twice as fast as the standard library.
 loads = ujson.loads
 
 
-# --- bodies -----------------------------------------------------------------
-
-
-def header_value(headers: dict | None, name: str) -> str:
-    """First value of a header in a `name -> [values]` (or `name -> value`) map, case-insensitively."""
-    lower = name.lower()
-    for key, values in (headers or {}).items():
-        if key.lower() == lower:
-            if isinstance(values, str):
-                return values
-            return values[0] if values else ""
-    return ""
-
-
-def decode_body(body: bytes | None, headers: dict[str, list[str]]) -> bytes | None:
-    """The body with its Content-Encoding (gzip, deflate, br) undone; None when absent or undecodable.
-
-    A body captured up to the observability cap may end mid-stream: what decompresses is returned.
-    """
-    if body is None:
-        return None
-    encodings = [e.strip().lower() for e in header_value(headers, "Content-Encoding").split(",") if e.strip()]
-    if not headers and body[:2] == b"\x1f\x8b":
-        encodings = ["gzip"]  # request bodies come without their headers; gzip announces itself
-    try:
-        for encoding in reversed(encodings):
-            body = _undo_encoding(body, encoding)
-            if body is None:
-                return None
-    except (zlib.error, brotli.error):
-        return None
-    return body
-
-
-def _undo_encoding(body: bytes, encoding: str) -> bytes | None:
-    if encoding in ("identity", ""):
-        return body
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        # wbits 47 = auto-detect a gzip or zlib header; decompressobj tolerates a truncated tail.
-        return zlib.decompressobj(wbits=47).decompress(body)
-    if encoding == "br":
-        return brotli.Decompressor().process(body)
-    return None
+# --- server-sent events -----------------------------------------------------------
 
 
 def merge_openai_sse(text: str) -> dict | None:
@@ -74,8 +41,9 @@ def merge_openai_sse(text: str) -> dict | None:
     Chat chunks become a `chat.completion` (content deltas joined, tool-call arguments joined,
     the last finish_reason, `usage` from the final chunk); legacy completion chunks become a
     `text_completion`; a Responses API stream yields its `response.completed` object.
+    Only the first OBSERVABILITY_MAX_DECODED_BYTES characters are read, so an endless stream costs bounded time.
     """
-    chunks = _sse_json_chunks(text)
+    chunks = _sse_json_chunks(text[: settings.OBSERVABILITY_MAX_DECODED_BYTES])
     if not chunks:
         return None
     for chunk in reversed(chunks):
@@ -85,7 +53,12 @@ def merge_openai_sse(text: str) -> dict | None:
         return None
     try:
         return _merge_chat_chunks(chunks)
-    except (AttributeError, TypeError, ValueError):  # chunks shaped unlike OpenAI's: leave the text as it is
+    except (
+        AttributeError,
+        TypeError,
+        ValueError,
+        OverflowError,
+    ):  # chunks shaped unlike OpenAI's: leave the text as it is
         return None
 
 
@@ -95,12 +68,12 @@ def _sse_json_chunks(text: str) -> list[dict]:
     try:
         # One parser call for the whole stream: a long answer has one chunk per token.
         chunks = loads("[" + ",".join(lines) + "]")
-    except ValueError:  # a broken line (e.g. cut at the capture cap): parse one by one, skip it
+    except (ValueError, RecursionError):  # a broken line (e.g. cut at the capture cap): parse one by one, skip it
         chunks = []
         for line in lines:
             try:
                 chunks.append(loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):
                 continue
     return [chunk for chunk in chunks if isinstance(chunk, dict)]
 
@@ -190,47 +163,63 @@ def _finish_choice(index: int, state: dict, legacy: bool) -> dict:
 def run_id(event: Event) -> str:
     """A UUID (v5) derived from the request id: the same event always gets the same id."""
     seed = event.request_id or event.to_json()
-    return str(uuid.uuid5(RUN_ID_NAMESPACE, seed))
+    return str(uuid.uuid5(RUN_ID_NAMESPACE, clean_text(seed)))  # uuid5 hashes UTF-8: no lone surrogate
+
+
+def is_refused(event: Event) -> bool:
+    """The proxy refused the request before accepting its token: no LLM call, no bodies in the event."""
+    return bool(event.header(REFUSED_HEADER))
+
+
+def request_body(event: Event) -> Body:
+    """The request body, decoded only when the proxy recorded the client's Content-Encoding."""
+    return decode_capped(event.request_body, _header_values(event, REQUEST_ENCODING_HEADER))
+
+
+def response_body(event: Event) -> Body:
+    return decode_capped(event.response_body, _header_values(event, "Content-Encoding"))
+
+
+def _header_values(event: Event, name: str) -> str:
+    """All values of a header, joined with commas (a header may come as several lines)."""
+    lower = name.lower()
+    for key, values in event.response_headers.items():
+        if key.lower() == lower:
+            return ",".join(values)
+    return ""
 
 
 def request_json(event: Event):
     """The request body parsed as JSON, or None."""
-    return _parse_json(decode_body(event.request_body, {}))
+    return request_body(event).json()
 
 
 def response_text(event: Event) -> str | None:
     """The decoded response body as text, or None when absent, undecodable or not UTF-8."""
-    body = decode_body(event.response_body, event.response_headers)
-    if body is None:
-        return None
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    return response_body(event).text()
 
 
-def is_stream(event: Event) -> bool:
+def is_stream(event: Event, request=None) -> bool:
     if "text/event-stream" in event.header("Content-Type").lower():
         return True
-    request = request_json(event)
+    request = request_json(event) if request is None else request
     return isinstance(request, dict) and request.get("stream") is True
 
 
-def response_output(event: Event):
+def response_output(event: Event, body: Body | None = None):
     """The response as JSON: the upstream object, a merged stream, text, or a placeholder (reference §6.2)."""
     if event.response_body is None:
         return None
     if "multipart" in event.header("Content-Type").lower():
         return "<multipart response omitted>"
-    body = decode_body(event.response_body, event.response_headers)
-    if body is None:
+    body = response_body(event) if body is None else body
+    if body.data is None:
         return "<binary response omitted>"
-    parsed = _parse_json(body)
+    parsed = body.json()
     if parsed is not None:
         return parsed
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
+    text = body.text()
+    if text is None:
         return "<binary response omitted>"
     merged = merge_openai_sse(text)
     return merged if merged is not None else text
@@ -243,12 +232,17 @@ def tokens_usage(output) -> dict | None:
         return None
     prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
     completion = usage.get("completion_tokens", usage.get("output_tokens"))
-    if not isinstance(prompt, int) and not isinstance(completion, int):
+    if not is_token_count(prompt) and not is_token_count(completion):
         return None
     return {
-        "prompt": prompt if isinstance(prompt, int) else 0,
-        "completion": completion if isinstance(completion, int) else 0,
+        "prompt": prompt if is_token_count(prompt) else 0,
+        "completion": completion if is_token_count(completion) else 0,
     }
+
+
+def is_token_count(value) -> bool:
+    # An upstream's number, not trusted: a bool, a negative or a 4,000-digit count would break the rollups.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT
 
 
 def model_name(request, output) -> str | None:
@@ -277,15 +271,6 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _parse_json(body: bytes | None):
-    if not body or body.lstrip()[:1] not in (b"{", b"["):
-        return None
-    try:
-        return loads(body)
-    except ValueError:
-        return None
-
-
 # --- the generic payload ----------------------------------------------------------
 
 
@@ -293,24 +278,30 @@ def event_to_payload(event: Event, *, received_at: datetime | None = None) -> di
     """The reference's EventPayload for a POST event (None for other methods, which are not dispatched)."""
     if event.method.upper() != "POST":
         return None
-    request = request_json(event)
-    output = response_output(event)
+    request_raw, response_raw = request_body(event), response_body(event)
+    request = request_raw.json()
+    output = response_output(event, response_raw)
     payload = {
         "type": "llm",
         "event": "start",  # the reference's value, kept for readers of its files; Lunary gets start + end
         "runId": run_id(event),
         "name": model_name(request, output),
         "timestamp": iso(event_times(event, received_at)[1]),
-        "input": request if request is not None else body_text(event.request_body),
+        "input": request if request is not None else (request_raw.text() or None),
         "output": output,
         "tokensUsage": tokens_usage(output),
-        "metadata": _metadata(event),
+        "metadata": _metadata(event, truncated_parts(request_raw, response_raw)),
         "log_id": event.log_id,
     }
     return {key: value for key, value in payload.items() if value is not None}
 
 
-def _metadata(event: Event) -> dict:
+def truncated_parts(request: Body, response: Body) -> list[str]:
+    """Which bodies decoding cut at OBSERVABILITY_MAX_DECODED_BYTES: `request_body`, `response_body`."""
+    return [name for name, body in (("request_body", request), ("response_body", response)) if body.truncated]
+
+
+def _metadata(event: Event, truncated: list[str]) -> dict:
     metadata = {
         "method": event.method,
         "path": event.path,
@@ -318,17 +309,10 @@ def _metadata(event: Event) -> dict:
         "duration_ms": event.duration_ns // 1_000_000,
         "request_id": event.request_id,
     }
+    if truncated:
+        metadata["truncated"] = truncated
     if settings.LLM_PROXY_DISPATCHER_VERBOSE and event.response_headers:
         metadata["response_headers"] = {
             name: values[0] if len(values) == 1 else list(values) for name, values in event.response_headers.items()
         }
     return metadata
-
-
-def body_text(body: bytes | None) -> str | None:
-    if not body:
-        return None
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None

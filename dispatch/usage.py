@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from dispatch.jsonsafe import clean_text
 from dispatch.models import COUNTER_FIELDS, LATENCY_BOUNDS_MS, LATENCY_FIELDS, CacheHitMark, UsageRollup
 from dispatch.transform import event_times, response_output, tokens_usage
 from instrumentation.events import Event
@@ -47,7 +48,8 @@ def _first_header(event: Event, names: tuple[str, ...]) -> str:
     for name in names:
         value = event.header(name).strip()
         if value:
-            return value[:64]
+            # A lone surrogate has no UTF-8 form and PostgreSQL refuses NUL: either would fail the whole batch.
+            return clean_text(value[:64]).replace("\x00", "")
     return ""
 
 

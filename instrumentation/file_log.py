@@ -7,12 +7,16 @@ replaced unless LOG_BINARY_RESPONSES. Fixed against the reference: `request_id` 
 event's (the reference lets a random id overwrite it), and a binary body kept by
 LOG_BINARY_RESPONSES is base64, not mangled text.
 
+Bodies are decoded by `dispatch.transform`, so no decompression produces more than
+OBSERVABILITY_MAX_DECODED_BYTES (a cut body is written as text and named in the line's `truncated`), and
+lines are encoded by `dispatch.jsonsafe`, so lone surrogates, NaN or deep nesting still give valid JSON.
+
 Formatting and file I/O happen on a writer thread fed by a bounded queue, so the event loop never
-waits on the disk. Each write is flushed; a write error is logged and the line counted as dropped.
+waits on the disk. Each write is flushed; an event that cannot be formatted or written is logged and
+counted as dropped, and the thread goes on with the next one.
 """
 
 import base64
-import json
 import logging
 import queue
 import threading
@@ -20,7 +24,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from dispatch.transform import decode_body, merge_openai_sse, tokens_usage
+from dispatch.jsonsafe import dumps, dumps_bytes
+from dispatch.transform import Body, is_token_count, merge_openai_sse, request_body, response_body, tokens_usage
 from instrumentation import metrics
 from instrumentation.bus.queued import Throttled
 from instrumentation.events import Event
@@ -30,7 +35,6 @@ logger = logging.getLogger("instrumentation.file_log")
 BINARY_PLACEHOLDER = "[binary or undecodable data]"
 _BINARY_TYPES = ("audio/", "image/", "video/", "application/octet-stream")
 _STOP = object()
-_NOT_JSON = object()
 
 
 class FileEventLog:
@@ -84,7 +88,12 @@ class FileEventLog:
                 while len(batch) < 256 and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 stop = any(item is _STOP for item in batch)
-                self._write([item for item in batch if item is not _STOP])
+                events = [item for item in batch if item is not _STOP]
+                try:
+                    self._write(events)
+                except Exception as exc:  # the writer outlives any event: count the batch, reopen, go on
+                    self._close_file()
+                    self._count_dropped(len(events), "writing a batch failed: %s", type(exc).__name__)
                 if stop:
                     return
         finally:
@@ -94,16 +103,16 @@ class FileEventLog:
         lines = []
         for event in events:
             try:
-                lines.append(json.dumps(file_event_line(event), ensure_ascii=False, sort_keys=True) + "\n")
-            except Exception:
-                self._count_dropped(1, "event %s could not be formatted", event.request_id)
+                lines.append(dumps_bytes(file_event_line(event), sort_keys=True) + b"\n")
+            except Exception as exc:  # one event's problem is that event's alone
+                self._count_dropped(1, "event %r could not be formatted: %s", _event_id(event), type(exc).__name__)
         if not lines:
             return
         try:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open across writes
-            self._file.write("".join(lines))
+                self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across writes
+            self._file.write(b"".join(lines))
             self._file.flush()
             self.written += len(lines)
         except OSError as exc:
@@ -128,8 +137,13 @@ class FileEventLog:
 
 
 def file_event_line(event: Event) -> dict:
-    """The reference's file-event-log object for one event (written with sorted keys, as Go writes maps)."""
+    """The reference's file-event-log object for one event (written with sorted keys, as Go writes maps).
+
+    A body that decoding cut at OBSERVABILITY_MAX_DECODED_BYTES is written as its text (cut JSON does not
+    parse) and named in an extra key, `truncated: ["request_body", "response_body"]`.
+    """
     headers = event.response_headers or {}
+    request = request_body(event)
     line = {
         "log_id": event.log_id,
         "request_id": event.request_id,
@@ -138,49 +152,47 @@ def file_event_line(event: Event) -> dict:
         "status": event.status,
         "duration": event.duration_ns,
         "response_headers": {snake_case(name): list(values) for name, values in headers.items()},
-        "request_body": _request_text(event.request_body),
+        "request_body": _request_text(event.request_body, request),
     }
-    response_body, usage = _response(event, headers)
-    line["response_body"] = response_body
+    response_text, usage, response_cut = _response(event)
+    line["response_body"] = response_text
     if usage is not None:
         line["token_usage"] = usage
+    truncated = [name for name, cut in (("request_body", request.truncated), ("response_body", response_cut)) if cut]
+    if truncated:
+        line["truncated"] = truncated
     return line
 
 
-def _response(event: Event, headers: dict) -> tuple[str | None, dict | None]:
+def _response(event: Event) -> tuple[str | None, dict | None, bool]:
+    """(the body as the line shows it, its token usage, whether decoding cut it)."""
     raw = event.response_body
     if raw is None:
-        return None, None
+        return None, None, False
     content_type = event.header("Content-Type").lower()
     if any(kind in content_type for kind in _BINARY_TYPES) and not settings.LOG_BINARY_RESPONSES:
-        return BINARY_PLACEHOLDER, None
-    text = _utf8(decode_body(raw, headers))
+        return BINARY_PLACEHOLDER, None, False
+    body = response_body(event)
+    text = body.text()
     if text is None:
-        return _binary(raw), None
+        return _binary(raw), None, body.truncated
     merged = merge_openai_sse(text) if "data:" in text else None
     if merged is not None:
-        return _compact(merged), token_usage(merged)
-    parsed = _json(text)
-    if parsed is _NOT_JSON:
-        return text, None
-    return _compact(parsed), token_usage(parsed)
+        return _compact(merged), token_usage(merged), body.truncated
+    parsed = body.json()
+    if parsed is None:
+        return text, None, body.truncated
+    return _compact(parsed), token_usage(parsed), False
 
 
-def _request_text(raw: bytes | None) -> str | None:
+def _request_text(raw: bytes | None, body: Body) -> str | None:
     if raw is None:
         return None
-    text = _utf8(decode_body(raw, {}))
+    text = body.text()
     if text is None:
         return _binary(raw)
-    parsed = _json(text)
-    return text if parsed is _NOT_JSON else _compact(parsed)
-
-
-def _utf8(body: bytes | None) -> str | None:
-    try:
-        return None if body is None else body.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    parsed = body.json()
+    return text if parsed is None else _compact(parsed)
 
 
 def _binary(raw: bytes) -> str:
@@ -188,17 +200,12 @@ def _binary(raw: bytes) -> str:
     return base64.b64encode(raw).decode() if settings.LOG_BINARY_RESPONSES else BINARY_PLACEHOLDER
 
 
-def _json(text: str):
-    if text.lstrip()[:1] not in ("{", "["):
-        return _NOT_JSON
-    try:
-        return json.loads(text)
-    except ValueError:
-        return _NOT_JSON
-
-
 def _compact(value) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return dumps(value)
+
+
+def _event_id(event) -> str:
+    return str(getattr(event, "request_id", ""))[:100]
 
 
 def token_usage(body) -> dict | None:
@@ -211,7 +218,7 @@ def token_usage(body) -> dict | None:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
-        "total_tokens": total if isinstance(total, int) else prompt + completion,
+        "total_tokens": total if is_token_count(total) else prompt + completion,
     }
 
 

@@ -266,6 +266,9 @@ if OBSERVABILITY_MAX_REQUEST_BODY_BYTES < 0:
     OBSERVABILITY_MAX_REQUEST_BODY_BYTES = 65536
 if OBSERVABILITY_MAX_RESPONSE_BODY_BYTES < 0:
     OBSERVABILITY_MAX_RESPONSE_BODY_BYTES = 262144
+# The most any decompression of an event body may produce (web process and dispatchers): a few KB of gzip can
+# expand to gigabytes, so decoding stops here and the result is marked truncated.
+OBSERVABILITY_MAX_DECODED_BYTES = env_int("OBSERVABILITY_MAX_DECODED_BYTES", 1048576, minimum=1)
 FILE_EVENT_LOG = env("FILE_EVENT_LOG")
 LOG_BINARY_RESPONSES = env_bool("LOG_BINARY_RESPONSES", False)
 

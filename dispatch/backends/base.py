@@ -4,11 +4,13 @@ from datetime import datetime
 
 import httpx
 
+from dispatch.jsonsafe import dumps_bytes
 from dispatch.transform import event_to_payload
 from instrumentation.events import Event
 
 HTTP_TIMEOUT = 30.0  # the reference's client timeout
 USER_AGENT = "llm-proxy-dispatcher"
+JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class BackendConfigError(ValueError):
@@ -75,7 +77,8 @@ class HttpBackend(Backend):
     def post(self, body: dict) -> httpx.Response:
         """POST `body`; network errors, 408, 429 and 5xx are transient, other non-2xx answers permanent."""
         try:
-            response = self.client.post(self.endpoint, json=body)
+            # Encoded here, not by httpx's json=: a lone surrogate or a NaN in a body must not raise.
+            response = self.client.post(self.endpoint, content=dumps_bytes(body), headers=JSON_HEADERS)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
         if response.status_code < 300:

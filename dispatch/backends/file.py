@@ -3,9 +3,8 @@
 import os
 from pathlib import Path
 
-import ujson
-
 from dispatch.backends.base import Backend, BackendConfigError, DeliveryError
+from dispatch.jsonsafe import dumps_bytes
 
 
 class FileBackend(Backend):
@@ -22,11 +21,11 @@ class FileBackend(Backend):
         self.path = Path(endpoint)
 
     def send(self, payloads: list[dict]) -> None:
-        data = "".join(ujson.dumps(p, ensure_ascii=False, escape_forward_slashes=False) + "\n" for p in payloads)
+        data = b"".join(dumps_bytes(payload) + b"\n" for payload in payloads)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # Opened per batch, so a rotated file is picked up; O_APPEND keeps concurrent lines whole.
-            with open(self.path, "a", encoding="utf-8") as handle:
+            with open(self.path, "ab") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -21,8 +21,8 @@ class HeliconeBackend(HttpBackend):
     key_variable = "HELICONE_API_KEY"
 
     def payload(self, event: Event, received_at: datetime | None = None) -> dict | None:
-        if event.method.upper() != "POST":
-            return None
+        if event.method.upper() != "POST" or transform.is_refused(event):
+            return None  # not an LLM call: refused requests (no token, bad method...) stay out of the service
         return manual_log(event, received_at)
 
     def send(self, payloads: list[dict]) -> None:
@@ -54,14 +54,15 @@ class HeliconeBackend(HttpBackend):
 
 
 def manual_log(event: Event, received_at: datetime | None = None) -> dict:
-    request = transform.request_json(event)
+    request_raw, response_raw = transform.request_body(event), transform.response_body(event)
+    request = request_raw.json()
     started, ended = transform.event_times(event, received_at)
-    stream = transform.is_stream(event)
+    stream = transform.is_stream(event, request)
     response: dict = {"status": event.status, "headers": _headers(event), "json": {}}
     if stream:
-        response["textBody"] = _raw_stream(event)
+        response["textBody"] = _raw_stream(response_raw)
     else:
-        output = transform.response_output(event)
+        output = transform.response_output(event, response_raw)
         if isinstance(output, dict):
             response["json"] = output
         elif isinstance(output, str) and output:
@@ -75,14 +76,14 @@ def manual_log(event: Event, received_at: datetime | None = None) -> dict:
         "providerRequest": {
             "url": event.path,
             "json": request if isinstance(request, dict) else {},
-            "meta": _meta(event, request),
+            "meta": _meta(event, request, transform.truncated_parts(request_raw, response_raw)),
         },
         "providerResponse": response,
         "timing": timing,
     }
 
 
-def _meta(event: Event, request) -> dict[str, str]:
+def _meta(event: Event, request, truncated: list[str]) -> dict[str, str]:
     meta = {
         "Helicone-Request-Id": transform.run_id(event),
         "Helicone-Property-Source": "llm-proxy",
@@ -91,6 +92,8 @@ def _meta(event: Event, request) -> dict[str, str]:
     }
     if isinstance(request, dict) and isinstance(request.get("user"), str):
         meta["Helicone-User-Id"] = request["user"]
+    if truncated:  # a body cut at OBSERVABILITY_MAX_DECODED_BYTES, shown as a property in Helicone
+        meta["Helicone-Property-Truncated"] = ",".join(truncated)
     return {name: value for name, value in meta.items() if _header_value_ok(value)}
 
 
@@ -114,8 +117,8 @@ def _header_value_ok(value: str) -> bool:
     return True
 
 
-def _raw_stream(event: Event) -> str:
-    text = transform.response_text(event) or ""
+def _raw_stream(body: transform.Body) -> str:
+    text = body.text() or ""
     # Helicone's stream preview drops the last line, assuming it is [DONE]; a capped stream lacks it.
     if not text.rstrip().endswith("data: [DONE]"):
         text = text.rstrip("\n") + "\n\ndata: [DONE]\n\n"

@@ -21,8 +21,8 @@ class LunaryBackend(HttpBackend):
     key_variable = "LUNARY_API_KEY"
 
     def payload(self, event: Event, received_at: datetime | None = None) -> dict | None:
-        if event.method.upper() != "POST":
-            return None
+        if event.method.upper() != "POST" or transform.is_refused(event):
+            return None  # not an LLM call: refused requests (no token, bad method...) stay out of the service
         return {"runId": transform.run_id(event), "events": run_events(event, received_at)}
 
     def send(self, payloads: list[dict]) -> None:
@@ -55,17 +55,18 @@ def _problem(run_id: str, results: list) -> DeliveryError | None:
 
 def run_events(event: Event, received_at: datetime | None = None) -> list[dict]:
     """The `start` (name, input, params, metadata) and the `end` (output, tokensUsage) or `error` of one call."""
-    request = transform.request_json(event)
-    output = transform.response_output(event)
+    request_raw, response_raw = transform.request_body(event), transform.response_body(event)
+    request = request_raw.json()
+    output = transform.response_output(event, response_raw)
     started, ended = transform.event_times(event, received_at)
     common = {"type": "llm", "runId": transform.run_id(event), "name": transform.model_name(request, output)}
     start = {
         **common,
         "event": "start",
         "timestamp": transform.iso(started),
-        "input": _input(request, event),
+        "input": _input(request, request_raw),
         "params": _params(request),
-        "metadata": _metadata(event),
+        "metadata": _metadata(event, request, transform.truncated_parts(request_raw, response_raw)),
         "userId": request.get("user") if isinstance(request, dict) and isinstance(request.get("user"), str) else None,
         "runtime": "llm-proxy",
     }
@@ -77,13 +78,13 @@ def run_events(event: Event, received_at: datetime | None = None) -> list[dict]:
     return [_compact(start), _compact(finish)]
 
 
-def _input(request, event: Event):
+def _input(request, body: transform.Body):
     if isinstance(request, dict):
         for key in INPUT_KEYS:
             if key in request:
                 return request[key]
         return request
-    return request if request is not None else transform.body_text(event.request_body)
+    return request if request is not None else (body.text() or None)
 
 
 def _params(request) -> dict | None:
@@ -101,16 +102,19 @@ def _output(output):
     return output
 
 
-def _metadata(event: Event) -> dict:
-    # Lunary keeps only first-level scalars, so no headers here.
-    return {
+def _metadata(event: Event, request, truncated: list[str]) -> dict:
+    # Lunary keeps only first-level scalars, so no headers here, and the cut bodies as one string.
+    metadata = {
         "request_id": event.request_id,
         "method": event.method,
         "path": event.path,
         "status": event.status,
         "duration_ms": event.duration_ns // 1_000_000,
-        "stream": transform.is_stream(event),
+        "stream": transform.is_stream(event, request),
     }
+    if truncated:
+        metadata["truncated"] = ",".join(truncated)
+    return metadata
 
 
 def _error_message(status: int, output) -> str:

@@ -134,3 +134,81 @@ async def test_file_event_log_also_works_with_the_redis_bus(redis_bus, settings,
     get_bus().publish(chat_event(b'{"id":"y"}'))
     await get_bus().stop()
     assert read_lines(tmp_path / "events.jsonl", 1)[0]["response_body"] == '{"id":"y"}'
+
+
+def wait_for(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def strict_loads(text):
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_lone_surrogates_non_finite_numbers_and_deep_nesting_give_a_valid_line(tmp_path):
+    path = tmp_path / "events.jsonl"
+    log = FileEventLog(path)
+    hostile = [
+        b'{"id":"x","choices":[{"message":{"content":"\\ud800"}}],"n":NaN,"big":1e999}',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'data: {"choices":[{"delta":{"content":"\\udfff"}}],"x":-Infinity}\n\n',
+    ]
+    for body in hostile:
+        log(chat_event(body))
+    read_lines(path, 3)
+    lines = [strict_loads(line) for line in path.read_bytes().splitlines()]
+    assert "\ufffd" in lines[0]["response_body"] and '"n":null' in lines[0]["response_body"]
+    assert lines[1]["response_body"].startswith("[[[")  # too deep for the parser: kept as text
+    assert "\ufffd" in lines[2]["response_body"]
+    assert log.dropped == 0
+    log.close()
+
+
+def test_the_writer_survives_an_event_it_cannot_format_and_counts_it(tmp_path):
+    path = tmp_path / "events.jsonl"
+    log = FileEventLog(path)
+    broken = chat_event(b"{}")
+    broken.response_headers = ["not", "a", "map"]  # no event the bus carries looks like this; the writer copes
+    log(broken)
+    log(chat_event(b'{"after":1}'))
+    assert read_lines(path, 1)[0]["response_body"] == '{"after":1}'
+    assert log.dropped == 1 and log.written == 1
+    log.close()
+
+
+def test_a_write_failing_unexpectedly_counts_its_batch_and_the_writer_goes_on(tmp_path):
+    path = tmp_path / "events.jsonl"
+    log = FileEventLog(path)
+    log(chat_event(b'{"first":1}'))
+    read_lines(path, 1)
+    log._file.close()  # the next write raises ValueError (I/O on a closed file), not an OSError
+    log(chat_event(b'{"lost":1}'))
+    wait_for(lambda: log.dropped == 1)
+    log(chat_event(b'{"third":1}'))
+    assert [line["response_body"] for line in read_lines(path, 2)] == ['{"first":1}', '{"third":1}']
+    assert log.dropped == 1 and log._thread.is_alive()
+    log.close()
+
+
+def test_a_compressed_bomb_gives_a_line_bounded_by_the_cap_and_marked_truncated(settings):
+    from tests.support.bombs import gzip_json_bomb
+
+    event = chat_event(gzip_json_bomb(20), **{"Content-Encoding": ["gzip"]})
+    event.request_body = gzip_json_bomb(20)
+    event.response_headers["X-Proxy-Request-Content-Encoding"] = ["gzip"]
+    line = file_event_line(event)
+    assert line["truncated"] == ["request_body", "response_body"]
+    assert len(line["request_body"]) == len(line["response_body"]) == settings.OBSERVABILITY_MAX_DECODED_BYTES
+    assert line["response_body"].startswith('{"model":"gpt-4o-mini","messages":[{"role":"user"')
+
+
+def test_a_gzip_request_body_without_the_recorded_encoding_is_not_decoded():
+    event = chat_event(b"{}")
+    event.request_body = gzip.compress(b'{"model":"m"}')
+    assert file_event_line(event)["request_body"] == BINARY_PLACEHOLDER
+    event.response_headers["X-Proxy-Request-Content-Encoding"] = ["gzip"]
+    assert file_event_line(event)["request_body"] == '{"model":"m"}'
