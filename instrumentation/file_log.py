@@ -27,7 +27,7 @@ from django.conf import settings
 from dispatch.jsonsafe import dumps, dumps_bytes
 from dispatch.transform import Body, is_token_count, merge_openai_sse, request_body, response_body, tokens_usage
 from instrumentation import metrics
-from instrumentation.bus.queued import Throttled
+from instrumentation.bus.queued import Throttled, event_size
 from instrumentation.events import Event
 
 logger = logging.getLogger("instrumentation.file_log")
@@ -40,9 +40,14 @@ _STOP = object()
 class FileEventLog:
     """A bus subscriber (callable) that appends one JSON line per event to `path`."""
 
-    def __init__(self, path: str | Path, *, capacity: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, capacity: int | None = None, max_bytes: int | None = None) -> None:
         self.path = Path(path)
         self._queue: queue.Queue = queue.Queue(maxsize=capacity or settings.OBSERVABILITY_BUFFER_SIZE)
+        # Bytes of the events queued for the writer: a count alone would let slow, large events (up to the
+        # capture caps each) pile up far past OBSERVABILITY_BUFFER_BYTES while the writer is behind.
+        self.max_bytes = max_bytes or settings.OBSERVABILITY_BUFFER_BYTES
+        self.queued_bytes = 0
+        self._bytes_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._file = None
@@ -58,10 +63,21 @@ class FileEventLog:
         thread = self._thread
         if thread is None or not thread.is_alive():
             self._start_writer()
+        size = event_size(event)
+        with self._bytes_lock:
+            if self.queued_bytes + size > self.max_bytes:
+                self._count_dropped(1, "the writer is behind (%d bytes queued)", self.queued_bytes)
+                return
+            self.queued_bytes += size
         try:
             self._queue.put_nowait(event)
         except queue.Full:
+            self._release([event])
             self._count_dropped(1, "the writer is behind (%d events queued)", self._queue.maxsize)
+
+    def _release(self, events: list) -> None:
+        with self._bytes_lock:
+            self.queued_bytes -= sum(event_size(event) for event in events)
 
     def close(self, within: float = 10.0) -> None:
         """Write what is queued, then stop the writer thread and close the file."""
@@ -94,6 +110,8 @@ class FileEventLog:
                 except Exception as exc:  # the writer outlives any event: count the batch, reopen, go on
                     self._close_file()
                     self._count_dropped(len(events), "writing a batch failed: %s", type(exc).__name__)
+                finally:
+                    self._release(events)  # the batch in hand counts against the bound until it is written
                 if stop:
                     return
         finally:

@@ -3,6 +3,7 @@
 import base64
 import gzip
 import json
+import os
 import time
 
 import pytest
@@ -212,3 +213,19 @@ def test_a_gzip_request_body_without_the_recorded_encoding_is_not_decoded():
     assert file_event_line(event)["request_body"] == BINARY_PLACEHOLDER
     event.response_headers["X-Proxy-Request-Content-Encoding"] = ["gzip"]
     assert file_event_line(event)["request_body"] == '{"model":"m"}'
+
+
+def test_a_writer_that_is_behind_holds_at_most_the_byte_bound_and_counts_the_rest(tmp_path):
+    path = tmp_path / "events.fifo"
+    os.mkfifo(path)  # opening it for writing blocks until a reader comes: the writer thread is stuck
+    log = FileEventLog(path, max_bytes=1_000_000)
+    body = b'{"content":"' + b"x" * 100_000 + b'"}'
+    for _ in range(100):  # 10 MB offered, far under the count bound
+        log(chat_event(body))
+        assert log.queued_bytes <= 1_000_000
+    assert log.dropped >= 89
+    with open(path, "rb") as reader:  # unblock the writer: what was kept is written
+        wait_for(lambda: log.written + log.dropped == 100)
+        log.close()
+        assert reader.read().count(b"\n") == log.written
+    assert log.queued_bytes == 0
