@@ -38,6 +38,7 @@ async def metrics_json(request):
     body = {field: _number(sums.get(family, 0)) for field, family in JSON_FIELDS.items()}
     body["uptime_seconds"] = sums.get("llm_proxy_uptime_seconds", 0.0)
     body["requests_by_status_class"] = _by_label(families, "llm_proxy_requests_by_status_class", "status_class")
+    body["requests_refused"] = _by_label(families, "llm_proxy_requests_refused", "reason")
     body["dispatch"] = dispatch
     return JsonResponse(body, headers={"Cache-Control": "no-store"})
 
