@@ -37,7 +37,9 @@ def _noop() -> None:
 
 
 def paced(send):
-    """(send for body messages that waits while Daphne's socket buffer is full, release callable)."""
+    """(send for body messages that waits while Daphne's socket buffer is full, release callable).
+
+    The last body message releases by itself; call `release` when the body ends otherwise (errors)."""
     request = _daphne_request(send)
     if request is None:
         return send, _noop
@@ -50,16 +52,19 @@ def paced(send):
     if getattr(channel, "_waitingForTransport", False):  # the buffer was already full before we registered
         producer.pauseProducing()
 
+    def release() -> None:
+        # Before the last message: Twisted finishing a request with a producer still registered logs an error.
+        if getattr(channel, "_requestProducer", None) is producer:
+            channel.unregisterProducer()
+        if getattr(request, "producer", None) is producer:
+            request.producer = None
+
     async def paced_send(message) -> None:
         if not producer.ready.is_set():
             await producer.ready.wait()
+        if not message.get("more_body", False):
+            release()
         await send(message)
-
-    def release() -> None:
-        # After the response finished Daphne's request has no channel any more: unregister on the channel.
-        if channel is not None and getattr(channel, "_requestProducer", None) is producer:
-            channel.unregisterProducer()
-        request.producer = None
 
     return paced_send, release
 

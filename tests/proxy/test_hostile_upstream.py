@@ -175,15 +175,22 @@ def test_a_stream_that_never_ends_costs_bounded_memory(server, fake_upstream):
     assert growth < 10 * MB, f"peak RSS grew by {growth / MB:.1f} MB while relaying {relayed // MB} MB"
 
 
-def test_paced_answers_leave_a_keep_alive_connection_usable(server, fake_upstream):
+def test_paced_answers_leave_a_keep_alive_connection_usable_and_bounded(server, fake_upstream):
     process, url, auth = server
-    big_answer(fake_upstream, "/v1/echo", 3 * MB, announced=True)
+    big_answer(fake_upstream, "/v1/echo", 30 * MB, announced=True)
     with httpx.Client(base_url=url, headers=auth, timeout=30) as client:
-        sizes = [len(client.post("/v1/echo", json=CHAT).content) for _ in range(3)]
+        assert client.get("/v1/models").status_code == 200  # the connection is open and the path warm
+        before = peak_rss(process.pid)
+        sizes = []
+        for _ in range(3):  # the same connection each time: flow control is set up and released per response
+            with client.stream("POST", "/v1/echo", json=CHAT) as response:
+                sizes.append(received(response))
+        growth = peak_rss(process.pid) - before
         with client.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as response:
             streamed = b"".join(response.iter_raw())
         assert client.get("/v1/models").status_code == 200
-    assert sizes == [3 * MB] * 3
+    assert sizes == [30 * MB] * 3
+    assert growth < 10 * MB, f"peak RSS grew by {growth / MB:.1f} MB over three 30 MB answers on one connection"
     assert streamed.endswith(b"data: [DONE]\n\n")
     assert process.poll() is None
 
