@@ -154,3 +154,20 @@ def test_refusals_are_counted_by_reason_in_both_metrics_endpoints(http, events, 
     assert after_json["invalid_token"] - before_json.get("invalid_token", 0) == 2
     assert sum(after_json.values()) - sum(before_json.values()) == 4
     assert "# HELP llm_proxy_requests_refused_total Requests refused before any token was accepted" in after.text
+
+
+def test_a_refusal_without_a_code_is_named_in_snake_case():
+    from llmproxy.proxy.views import refusal_reason
+
+    assert refusal_reason("Method not allowed") == "method_not_allowed"
+    assert refusal_reason("Upstream unavailable (circuit breaker open)") == "upstream_unavailable_circuit_breaker_open"
+    assert refusal_reason("!!!") == "refused"
+
+
+def test_a_long_request_content_encoding_is_cut_in_the_event(http, events, auth, proxy_server):
+    proxy_server.upstream.reply("/v1/echo", json_body={"ok": True})
+
+    http.post("/v1/echo", content=b"{}", headers={**auth, "Content-Encoding": "gzip, " + "x" * 5000})
+
+    [value] = only_event(events).response_headers["X-Proxy-Request-Content-Encoding"]
+    assert value.startswith("gzip, x") and len(value) == 256
