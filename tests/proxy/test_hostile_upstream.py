@@ -232,6 +232,18 @@ def test_a_compressed_bomb_is_relayed_and_captured_as_sent_never_decoded(http, e
     json.loads(event.to_bytes())
 
 
+def test_a_huge_answer_reaches_the_client_whole_and_its_event_at_the_cap(http, events, proxy_server):
+    big_answer(proxy_server.upstream, "/v1/echo", 20 * MB, announced=False)
+
+    with http.stream("POST", "/v1/echo", json=CHAT, headers={"Cache-Control": "public, max-age=60"}) as response:
+        assert response.headers["X-CACHE-DEBUG"] == "too-large"
+        assert received(response) == 20 * MB
+
+    [event] = events.wait_for(1)
+    assert event.response_body == CHUNK * (EVENT_CAP // len(CHUNK))
+    assert json.loads(event.to_bytes())["Status"] == 200
+
+
 def test_malformed_sse_is_relayed_as_sent_and_yields_a_well_formed_event(http, events, proxy_server):
     garbage = [
         "data: {not json\r\r\n",
