@@ -2,9 +2,9 @@
 
 The proxy calls `count` and `observe` on the hot path: both are a dictionary lookup and one
 prometheus_client increment (1-3 µs, docs/performance.md), never block and never raise.
-Names used by the proxy: requests (label status_class), errors, requests_refused (label reason), cache_hits, cache_misses,
-cache_bypass, cache_stores, events_published, events_dropped; histograms: proxy_overhead_seconds,
-upstream_ttfb_seconds. Any other name becomes `llm_proxy_<name>_total` on first use.
+Names used by the proxy: requests (label status_class), errors, requests_refused (label reason),
+cache_hits, cache_misses, cache_bypass, cache_stores, events_published, events_dropped; histograms:
+proxy_overhead_seconds, upstream_ttfb_seconds. Any other name becomes `llm_proxy_<name>_total` on first use.
 
 With several processes (web workers, Celery workers) set PROMETHEUS_MULTIPROC_DIR to one shared,
 empty folder (instrumentation/multiprocess.py): prometheus_client then keeps each process's values
