@@ -2,9 +2,9 @@
 
 The proxy calls `count` and `observe` on the hot path: both are a dictionary lookup and one
 prometheus_client increment (1-3 µs, docs/performance.md), never block and never raise.
-Names used by the proxy: requests (label status_class), errors, cache_hits, cache_misses,
-cache_bypass, cache_stores, events_published, events_dropped; histograms: proxy_overhead_seconds,
-upstream_ttfb_seconds. Any other name becomes `llm_proxy_<name>_total` on first use.
+Names used by the proxy: requests (label status_class), errors, requests_refused (label reason),
+cache_hits, cache_misses, cache_bypass, cache_stores, events_published, events_dropped; histograms:
+proxy_overhead_seconds, upstream_ttfb_seconds. Any other name becomes `llm_proxy_<name>_total` on first use.
 
 With several processes (web workers, Celery workers) set PROMETHEUS_MULTIPROC_DIR to one shared,
 empty folder (instrumentation/multiprocess.py): prometheus_client then keeps each process's values
@@ -54,6 +54,11 @@ _COUNTER_SPECS = {
         ("status_class",),
     ),
     "errors": ("llm_proxy_errors", "Total number of proxy errors", ()),
+    "requests_refused": (
+        "llm_proxy_requests_refused",
+        "Requests refused before any token was accepted (400/401/403/404/405/413), by reason (the error code)",
+        ("reason",),
+    ),
     "cache_hits": ("llm_proxy_cache_hits", "Total number of cache hits", ()),
     "cache_misses": ("llm_proxy_cache_misses", "Total number of cache misses", ()),
     "cache_bypass": ("llm_proxy_cache_bypass", "Total number of cache bypasses", ()),

@@ -5,6 +5,10 @@ never hops to a thread for it. A streaming response is wrapped in a tee that kee
 OBSERVABILITY_MAX_RESPONSE_BODY_BYTES (chunk references in a list, joined once) and publishes from its
 `finally`, which also runs when the client disconnects and the task is cancelled. Other responses are
 published at once. Cache hits, conditional hits and `request.proxy_skip_event` publish nothing.
+
+A request the view refused before any token was accepted (`request.proxy_refused`, the reason) is published
+without its request or response body and with `X-Proxy-Refused: <reason>`: strangers cannot make the proxy
+store, decode or forward what they send, and dispatch backends that want LLM calls only can skip it.
 """
 
 import logging
@@ -23,6 +27,10 @@ FIRST_CHUNK_HEADER = "X-Proxy-First-Chunk-At"
 # Event-only headers (never sent to the client).
 PROJECT_HEADER = "X-Proxy-Project-Id"
 TOKEN_HEADER = "X-Proxy-Token-Id"
+REFUSED_HEADER = "X-Proxy-Refused"
+# The client's request Content-Encoding: consumers decode the event's request body only when this says so.
+REQUEST_ENCODING_HEADER = "X-Proxy-Request-Content-Encoding"
+_MAX_ENCODING_CHARS = 256  # real values are a few names ("gzip", "br"); a stranger's header is not copied whole
 _CACHE_HITS = frozenset({"hit", "conditional-hit"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Never in an event. The proxy strips the upstream key before answering; these are belt and braces.
@@ -51,7 +59,7 @@ class InstrumentationMiddleware:
             if response.streaming:
                 response.streaming_content = capture.wrap(response)
             else:
-                body = response.content[: settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES]
+                body = None if capture.refused else response.content[: settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES]
                 capture.finish(body or None, time.time_ns())
         except Exception:  # instrumentation never fails a request
             _warn.warning("instrumentation: could not capture %s %s", request.method, request.path, exc_info=True)
@@ -76,6 +84,8 @@ class Capture:
         "done",
         "project_id",
         "token_id",
+        "refused",
+        "request_encoding",
     )
 
     def __init__(self, request, response, started_ns: int) -> None:
@@ -86,7 +96,9 @@ class Capture:
         )
         self.method = request.method
         self.path = request.path
-        self.request_body = _request_body(request) if request.method in _BODY_METHODS else None
+        self.refused = getattr(request, "proxy_refused", "")
+        self.request_body = _request_body(request) if request.method in _BODY_METHODS and not self.refused else None
+        self.request_encoding = request.META.get("HTTP_CONTENT_ENCODING", "")[:_MAX_ENCODING_CHARS]
         self.status = response.status_code
         self.headers = response.headers
         self.started = started_ns
@@ -157,6 +169,11 @@ class Capture:
                 headers[PROJECT_HEADER] = [str(self.project_id)]
             if self.token_id:
                 headers[TOKEN_HEADER] = [str(self.token_id)]
+            if self.refused:
+                headers[REFUSED_HEADER] = [self.refused]
+                body = None
+            if self.request_encoding:
+                headers[REQUEST_ENCODING_HEADER] = [self.request_encoding]
             event = Event(
                 request_id=self.request_id,
                 method=self.method,

@@ -39,6 +39,7 @@ async def metrics_json(request):
     body["uptime_seconds"] = sums.get("llm_proxy_uptime_seconds", 0.0)
     body["requests_by_status_class"] = _by_label(families, "llm_proxy_requests_by_status_class", "status_class")
     body["event_bus"] = {"backend": settings.LLM_PROXY_EVENT_BUS, **metrics_bus.figures(sums)}
+    body["requests_refused"] = _by_label(families, "llm_proxy_requests_refused", "reason")
     body["dispatch"] = dispatch
     return JsonResponse(body, headers={"Cache-Control": "no-store"})
 

@@ -1,44 +1,65 @@
-"""The reference's circuit breaker (§3.8): global per process, no half-open state.
+"""The circuit breaker, per project (the reference has one per process; ours keys it by the upstream key's owner).
 
-CIRCUIT_BREAKER_THRESHOLD consecutive 502/503/504 answers on /v1 (upstream or local) open it for
-CIRCUIT_BREAKER_COOLDOWN seconds, during which every /v1 request gets 503 at once; any other status
-resets the count. A threshold of 0 disables it.
+CIRCUIT_BREAKER_THRESHOLD consecutive answers of one project that show its upstream failing open that
+project's breaker for CIRCUIT_BREAKER_COOLDOWN seconds, during which its /v1 requests get 503 at once;
+other projects keep being served. Failing means the upstream could not be reached or broke off (the
+proxy's 502) or answered 502/503/504 itself. A proxy-side timeout waiting for a slow upstream and a client
+that went away are neither failure nor success: slowness alone never opens a breaker. Any other upstream
+status resets the project's count. A threshold of 0 disables the breaker. No half-open state.
+
+Only projects with a failure since their last success are tracked, at most MAX_TRACKED of them (the
+least recently failing is forgotten first), so memory stays bounded whatever the number of projects.
 """
 
 import time
+from collections import OrderedDict
 
 from django.conf import settings
 
 from . import state
 
 TRANSIENT = frozenset({502, 503, 504})
+MAX_TRACKED = 4096
 
-_failures = 0
-_open_until = 0.0
+# project id -> [consecutive failures, monotonic time until which the breaker is open (0: closed)]
+_projects: "OrderedDict[str, list]" = OrderedDict()
 
 
-def is_open() -> bool:
-    global _failures, _open_until
-    if not _open_until:
+def is_open(project_id: str) -> bool:
+    entry = _projects.get(project_id)
+    if entry is None or not entry[1]:
         return False
-    if time.monotonic() < _open_until:
+    if time.monotonic() < entry[1]:
         return True
-    _open_until, _failures = 0.0, 0
+    del _projects[project_id]  # the cooldown is over: a fresh count
     return False
 
 
-def record(status: int) -> None:
-    global _failures, _open_until
+def record(project_id: str, status: int) -> None:
+    """An upstream answer's status for this project (the proxy's own 502 when it could not reach it)."""
     if status not in TRANSIENT:
-        _failures = 0
+        _projects.pop(project_id, None)
         return
-    _failures += 1
     threshold = settings.CIRCUIT_BREAKER_THRESHOLD
-    if threshold and _failures >= threshold and not _open_until:
-        _open_until = time.monotonic() + settings.CIRCUIT_BREAKER_COOLDOWN
+    if not threshold:
+        return
+    entry = _projects.get(project_id)
+    if entry is None:
+        entry = _projects[project_id] = [0, 0.0]
+        if len(_projects) > MAX_TRACKED:
+            _projects.popitem(last=False)
+    else:
+        _projects.move_to_end(project_id)
+    entry[0] += 1
+    if entry[0] >= threshold and not entry[1]:
+        entry[1] = time.monotonic() + settings.CIRCUIT_BREAKER_COOLDOWN
+
+
+def tracked() -> int:
+    """How many projects have a failure on record (for tests of the bound)."""
+    return len(_projects)
 
 
 @state.on_reset
 def reset() -> None:
-    global _failures, _open_until
-    _failures, _open_until = 0, 0.0
+    _projects.clear()

@@ -24,7 +24,7 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.urls import ResolverMatch, set_script_prefix, set_urlconf
 from django.utils.module_loading import import_string
 
-from . import errors
+from . import daphne_flow, errors
 from .errors import UpstreamInterrupted
 
 logger = logging.getLogger(__name__)
@@ -139,19 +139,22 @@ class ProxyASGIHandler(ASGIHandler):
         if not response.streaming:
             await send({"type": "http.response.body", "body": response.content})
             return
+        body_send, release = daphne_flow.paced(send)  # Daphne's send never waits for a slow client
         try:
             async with aclosing(aiter(response)) as content:
                 if "content-length" in store and "text/event-stream" not in store.get("content-type", ("", ""))[1]:
-                    await self._send_fixed_length(content, send)
+                    await self._send_fixed_length(content, body_send)
                     return
                 async for chunk in content:
                     if chunk:
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        await body_send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamInterrupted as exc:
             logger.warning("aborting the client connection: %s", exc)
             if not abort_daphne_connection(send):
                 raise  # uvicorn and granian close the connection when the application raises
             return
+        finally:
+            release()
         await send({"type": "http.response.body"})
 
     @staticmethod

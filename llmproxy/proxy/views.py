@@ -1,7 +1,8 @@
 """The /v1 view: the reference's pipeline (§3.1) in its order, then the upstream call.
 
-circuit breaker -> OPTIONS preflight -> method (405) -> endpoint (404) -> parameter whitelist (400) ->
-origin (400/403) -> token (401/429) -> project active (403) -> cache -> count -> upstream key (503) -> upstream.
+OPTIONS preflight -> method (405) -> endpoint (404) -> parameter whitelist (400) -> origin (400/403) ->
+token (401/429) -> project active (403) -> circuit breaker (503) -> cache -> count -> upstream key (503) ->
+upstream. The reference's breaker is global and comes first; ours is per project, so it needs the token.
 """
 
 import asyncio
@@ -19,30 +20,43 @@ from . import auth, breaker, cache, cors, errors, params, providers, relay, upst
 
 logger = logging.getLogger(__name__)
 
+# Answers that refuse a request on its face, before (or at) the token check; 429 and 503 are not among them.
+REFUSED_STATUSES = frozenset({400, 401, 403, 404, 405, 413})
+
 
 async def proxy(request, path: str = ""):
     request.proxy_request_id = request_id = str(uuid.uuid4())
     received_ns, started = time.time_ns(), time.perf_counter()
-    if breaker.is_open():
-        request.proxy_skip_event = True  # the reference's breaker sits outside event capture
-        response = errors.response(errors.circuit_open())
-    else:
-        try:
-            response = await _pipeline(request, request_id, received_ns, started)
-        except errors.ProxyError as exc:
-            if exc.status in (502, 504):  # the upstream failed to answer
-                metrics.count("errors")
-            response = errors.response(exc)
-        except Exception:
-            logger.exception("unexpected error in the /v1 view")
-            response = HttpResponse(errors.body("Internal server error"), status=500, content_type="application/json")
-        origin = request.META.get("HTTP_ORIGIN", "")
-        if origin and request.method != "OPTIONS":
-            cors.echo(response, origin)
-        breaker.record(response.status_code)
+    try:
+        response = await _pipeline(request, request_id, received_ns, started)
+    except errors.ProxyError as exc:
+        response = _error_response(request, exc)
+    except Exception:
+        logger.exception("unexpected error in the /v1 view")
+        response = HttpResponse(errors.body("Internal server error"), status=500, content_type="application/json")
+    origin = request.META.get("HTTP_ORIGIN", "")
+    # The breaker's 503 (the one answer without an event) sits outside the CORS layer, as in the reference.
+    if origin and request.method != "OPTIONS" and not getattr(request, "proxy_skip_event", False):
+        cors.echo(response, origin)
     response["X-Request-ID"] = request_id
     metrics.count("requests", status_class=f"{response.status_code // 100}xx")
     return response
+
+
+def _error_response(request, exc: errors.ProxyError) -> HttpResponse:
+    if exc.status in (502, 504):  # the upstream failed to answer
+        metrics.count("errors")
+    elif exc.status in REFUSED_STATUSES and not getattr(request, "proxy_token_id", ""):
+        # Refused before any token was accepted: a stranger's request. Its event carries no bodies
+        # (instrumentation/middleware.py), so nobody can make the proxy store or forward what they send.
+        request.proxy_refused = reason = exc.code or refusal_reason(exc.error)
+        metrics.count("requests_refused", reason=reason)
+    return errors.response(exc)
+
+
+def refusal_reason(error: str) -> str:
+    """`Method not allowed` -> `method_not_allowed`, for errors of the catalogue without a code."""
+    return "_".join("".join(c if c.isalnum() else " " for c in error.lower()).split())[:64] or "refused"
 
 
 async def _pipeline(request, request_id: str, received_ns: int, started: float):
@@ -64,6 +78,9 @@ async def _pipeline(request, request_id: str, received_ns: int, started: float):
     token = await auth.avalidate_token(meta.get("HTTP_AUTHORIZATION", ""))
     request.proxy_token_id, request.proxy_project_id = token.token_id, token.project_id
     project = await auth.aproject_guard(token, request)
+    if breaker.is_open(token.project_id):
+        request.proxy_skip_event = True  # the reference's breaker sits outside event capture
+        raise errors.circuit_open()
     # cache: lookup
     cached = await cache.alookup(request, project_id=token.project_id, token_id=token.token_id, body=body)
     if cached.response is not None:
@@ -88,13 +105,7 @@ async def _forward(request, provider, key: str, project_id: str, request_id: str
     )
     url = relay.upstream_url(provider.base_url, request.scope)
     sent = time.perf_counter()
-    try:
-        upstream_response = await upstream.asend(provider, request.method, url, headers, request.body, headers_by)
-    except asyncio.CancelledError:
-        # The client went away before the answer started: the upstream call is cancelled (its connection
-        # closed) and, like the reference, the request ends as 408 so that its event is still published.
-        asyncio.current_task().uncancel()
-        raise errors.canceled() from None
+    upstream_response = await _asend(provider, request, url, headers, headers_by, project_id)
     arrived = time.perf_counter()
     metrics.observe("upstream_ttfb_seconds", arrived - sent)
     if upstream_response.status >= 400:
@@ -106,6 +117,23 @@ async def _forward(request, provider, key: str, project_id: str, request_id: str
     response = await cache.astore_response(request, response)
     metrics.observe("proxy_overhead_seconds", (sent - started) + (time.perf_counter() - arrived))
     return response
+
+
+async def _asend(provider, request, url: str, headers, headers_by: float, project_id: str):
+    """The upstream call, its outcome recorded by the project's circuit breaker."""
+    try:
+        upstream_response = await upstream.asend(provider, request.method, url, headers, request.body, headers_by)
+    except asyncio.CancelledError:
+        # The client went away before the answer started: the upstream call is cancelled (its connection
+        # closed) and, like the reference, the request ends as 408 so that its event is still published.
+        asyncio.current_task().uncancel()
+        raise errors.canceled() from None
+    except errors.ProxyError as exc:
+        if exc.status == 502:  # unreachable, refused or reset; a 504 timeout only says the upstream is slow
+            breaker.record(project_id, 502)
+        raise
+    breaker.record(project_id, upstream_response.status)
+    return upstream_response
 
 
 def is_streaming(body: bytes) -> bool:

@@ -118,7 +118,9 @@ def test_local_errors_and_preflights_produce_events(http, redis_client, stream_k
     events = stream_events(redis_client, stream_key, 2)
     assert [(e["Method"], e["Status"]) for e in events] == [("GET", 401), ("OPTIONS", preflight.status_code)]
     assert events[0]["RequestID"] == unauthorized.headers["X-Request-ID"]
-    assert json.loads(body(events[0], "ResponseBody"))["code"] == "token_not_found"
+    assert unauthorized.json()["code"] == "token_not_found"
+    assert events[0]["ResponseBody"] is None  # refused before any token was accepted: no bodies
+    assert events[0]["ResponseHeaders"]["X-Proxy-Refused"] == ["token_not_found"]
 
 
 def test_two_hundred_concurrent_requests_give_exactly_two_hundred_entries(http, redis_client, stream_key):
