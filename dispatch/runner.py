@@ -52,6 +52,7 @@ def build_drainer(
         block_seconds=min(settings.REDIS_STREAM_BLOCK_TIME, block_seconds),
         claim_seconds=settings.REDIS_STREAM_CLAIM_TIME,
         retry_base=settings.DISPATCHER_RETRY_BASE,
+        max_deliveries=settings.DISPATCH_MAX_DELIVERIES,
         batch_wait=settings.DISPATCHER_FLUSH_INTERVAL if backend.batch_wait is None else backend.batch_wait,
     )
     try:

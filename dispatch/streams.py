@@ -59,7 +59,8 @@ def message_time(message_id: str) -> datetime | None:
 
 class DeadLetters:
     """`<REDIS_STREAM_KEY>:dead-letter`: entries with fields `data` (the event as published), `service`,
-    `reason` and `stream_id` (the entry's id on the event stream). Never trimmed."""
+    `reason` and `stream_id` (the entry's id on the event stream), trimmed to about
+    REDIS_DEAD_LETTER_MAX_LEN entries (0: never trimmed)."""
 
     def __init__(self, stream_key: str | None = None, url: str | None = None, *, timeout: float = 10.0) -> None:
         self.stream_key = stream_key or settings.REDIS_STREAM_KEY
@@ -68,10 +69,20 @@ class DeadLetters:
 
     def add(self, service: str, entries: list[tuple[str, str, str]]) -> None:
         """Record (stream id, data, reason) entries in one round trip."""
+        # A service that rejects everything must not fill Redis: the oldest dead letters go first.
+        max_len = settings.REDIS_DEAD_LETTER_MAX_LEN or None
         pipe = self.client.pipeline(transaction=False)
         for stream_id, data, reason in entries:
-            pipe.xadd(self.key, {"data": data, "service": service, "reason": reason[:1000], "stream_id": stream_id})
+            fields = {"data": data, "service": service, "reason": reason[:1000], "stream_id": stream_id}
+            pipe.xadd(self.key, fields, maxlen=max_len, approximate=True)
         pipe.execute()
+
+    def deliveries(self, group: str, ids: list[str]) -> dict[str, int]:
+        """How many times each pending entry was delivered (XPENDING's extended form; reads do not say)."""
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xpending_range(self.stream_key, group, min=entry_id, max=entry_id, count=1)
+        return {row["message_id"]: row["times_delivered"] for rows in pipe.execute() for row in rows}
 
     def entries(self, service: str | None = None, batch: int = 500):
         """(dead-letter id, fields) of `service` (all when None), oldest first."""

@@ -9,6 +9,8 @@ from instrumentation.events import Event
 
 HTTP_TIMEOUT = 30.0  # the reference's client timeout
 USER_AGENT = "llm-proxy-dispatcher"
+# The event-only header the proxy adds to events of requests it refused before accepting their token.
+REFUSED_HEADER = "x-proxy-refused"
 
 
 class BackendConfigError(ValueError):
@@ -19,13 +21,19 @@ class DeliveryError(Exception):
     """A batch (or part of it) was not accepted.
 
     `permanent` failures are not retried (they go to the dead-letter stream). `failures`, when set,
-    maps the index of each refused payload to its own DeliveryError; the other payloads were accepted.
+    maps the index of each refused payload to its own DeliveryError, or to the unexpected exception
+    sending it raised (permanent: it will not get better); the other payloads were accepted.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False, failures: dict[int, "DeliveryError"] | None = None):
+    def __init__(self, message: str, *, permanent: bool = False, failures: dict[int, Exception] | None = None):
         super().__init__(message)
         self.permanent = permanent
         self.failures = failures
+
+
+def is_refused(event: Event) -> bool:
+    """A request refused before its token was accepted: not an LLM call, so Lunary and Helicone skip it."""
+    return any(name.lower() == REFUSED_HEADER for name in event.response_headers)
 
 
 class Backend:
