@@ -13,7 +13,6 @@ pending are claimed once idle for REDIS_STREAM_CLAIM_TIME. An entry already deli
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import ujson
@@ -65,14 +64,12 @@ class Drainer:
         options: DrainOptions,
         *,
         stop: threading.Event | None = None,
-        heartbeat: Callable[[], object] | None = None,
     ) -> None:
         self.backend = backend
         self.consumer = consumer
         self.dead_letters = dead_letters
         self.options = options
         self.stop = stop or threading.Event()
-        self.heartbeat = heartbeat or (lambda: None)
         self.recovering = True  # own pending entries first (a restart after a crash)
         self.last_claim = 0.0
         self.delivered = 0
@@ -204,7 +201,6 @@ class Drainer:
     def _send_with_retries(self, items: list[Item]) -> None:
         attempt = 0
         while items:
-            self.heartbeat()
             items = self._settle(items, self._attempt(items), final=attempt >= RETRIES)
             if not items:
                 return

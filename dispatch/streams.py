@@ -1,4 +1,4 @@
-"""Thin Redis helpers the dispatchers need beside the bus's consumer: dead letters, replay and a service lock.
+"""Thin Redis helpers the dispatchers need beside the bus's consumer: dead letters, replay, delivery counts.
 
 Reading the event stream itself goes through `instrumentation.bus.get_consumer()`.
 """
@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import threading
-import uuid
 from datetime import UTC, datetime
 
 import redis
@@ -123,27 +122,3 @@ def _mark_replay(data: str, service: str, stream_id: str) -> str:
         event[REPLAY_FIELD] = {"service": service, "stream_id": stream_id}
         return json.dumps(event, separators=(",", ":"))
     return data
-
-
-class ServiceLock:
-    """One drain cycle per service at a time across all workers: SET NX PX with a token, renewed while working."""
-
-    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-    _EXTEND = (
-        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-    )
-
-    def __init__(self, service: str, *, ttl: float, stream_key: str | None = None) -> None:
-        self.key = f"{stream_key or settings.REDIS_STREAM_KEY}:dispatch-lock:{service}"
-        self.ttl_ms = int(ttl * 1000)
-        self.token = uuid.uuid4().hex
-        self.client = client()
-
-    def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
-
-    def extend(self) -> bool:
-        return bool(self.client.eval(self._EXTEND, 1, self.key, self.token, self.ttl_ms))
-
-    def release(self) -> None:
-        self.client.eval(self._RELEASE, 1, self.key, self.token)

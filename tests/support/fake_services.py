@@ -87,6 +87,7 @@ class _FakeServer:
         self.violations: list[str] = []
         self._scripted: list[tuple[int, str]] = []
         self._hangs: list[float] = []
+        self._stalled: list[asyncio.Event] = []  # set by reset(): requests still stalled then are let go
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self.port = 0
@@ -101,6 +102,9 @@ class _FakeServer:
             self.violations.clear()
             self._scripted.clear()
             self._hangs.clear()
+            for stalled in self._stalled:
+                self._loop.call_soon_threadsafe(stalled.set)
+            self._stalled.clear()
             self._reset_state()
 
     def _reset_state(self) -> None:
@@ -111,8 +115,8 @@ class _FakeServer:
         with self._lock:
             self._scripted.extend([(status, body)] * times)
 
-    def hang_next(self, times: int = 1, *, seconds: float = 120.0) -> None:
-        """Keep the next `times` requests waiting `seconds` before any check (a stalled service)."""
+    def hang_next(self, times: int = 1, *, seconds: float = 20.0) -> None:
+        """Keep the next `times` requests waiting `seconds`, then answer 504 without processing them (a stall)."""
         with self._lock:
             self._hangs.extend([seconds] * times)
 
@@ -122,8 +126,17 @@ class _FakeServer:
         with self._lock:
             self.requests.append(record)
             hang = self._hangs.pop(0) if self._hangs else 0.0
+            released = asyncio.Event()
+            if hang:
+                self._stalled.append(released)
         if hang:
-            await asyncio.sleep(hang)
+            try:
+                await asyncio.wait_for(released.wait(), hang)
+            except TimeoutError:
+                pass
+            # Never processed: a stalled request must not change the state a later test sees.
+            record.status = 504
+            return web.Response(status=504, text="gateway timeout")
         with self._lock:
             scripted = self._scripted.pop(0) if self._scripted else None
         if scripted is not None:
