@@ -13,6 +13,8 @@ pending are claimed once idle for REDIS_STREAM_CLAIM_TIME. An entry already deli
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import ujson
@@ -170,7 +172,8 @@ class Drainer:
             self.consumer.ack(self.options.group, skipped)
             self.skipped += len(skipped)
         if items:
-            self._send_with_retries(items)
+            with KEEPER.holding(self, [item.message_id for item in items]):
+                self._send_with_retries(items)
 
     def _prepare(self, messages: list[Message]) -> tuple[list[Item], list[str], list[tuple[str, str, str]]]:
         items, skipped, broken = [], [], []
@@ -265,3 +268,59 @@ class Drainer:
         logger.error(
             "%s: %d events moved to %s: %s", self.options.service, len(entries), self.dead_letters.key, entries[0][2]
         )
+
+
+class Keeper:
+    """One thread per process that keeps the entries of batches being sent from looking abandoned.
+
+    Other consumers claim entries idle for REDIS_STREAM_CLAIM_TIME, which is how a dead consumer's work is
+    recovered; a living one that spends longer on a batch (an outage: 30 s timeouts and backoff) would lose
+    it too, and the events would be delivered twice. So while a batch is out, its entries are touched every
+    third of the claim time (at least every second); once the process dies, the touches stop and the claim
+    time runs.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[Drainer, list[str]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    @contextmanager
+    def holding(self, drainer: Drainer, ids: list[str]) -> Iterator[None]:
+        key = id(ids)
+        with self._lock:
+            self._held[key] = (drainer, ids)
+            if self._thread is None or not self._thread.is_alive():  # also after a fork (Celery's pool)
+                self._thread = threading.Thread(target=self._run, name="dispatch-keeper", daemon=True)
+                self._thread.start()
+        self._wake.set()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                held = list(self._held.values())
+            if not held:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            # A batch taken out meanwhile waits at most two intervals (two thirds of the claim time).
+            time.sleep(min([drainer.options.claim_seconds / 3 for drainer, _ in held] + [1.0]))
+            for drainer, ids in held:
+                if id(ids) in self._held:  # still out
+                    self._touch(drainer, ids)
+
+    @staticmethod
+    def _touch(drainer: Drainer, ids: list[str]) -> None:
+        try:
+            drainer.dead_letters.touch(drainer.options.group, drainer.options.consumer, ids)
+        except Exception:  # Redis away: the batch may be claimed by another consumer, nothing worse
+            logger.warning("%s: cannot keep %d entries in flight", drainer.options.service, len(ids), exc_info=True)
+
+
+KEEPER = Keeper()

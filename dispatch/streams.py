@@ -83,6 +83,10 @@ class DeadLetters:
             pipe.xpending_range(self.stream_key, group, min=entry_id, max=entry_id, count=1)
         return {row["message_id"]: row["times_delivered"] for rows in pipe.execute() for row in rows}
 
+    def touch(self, group: str, consumer: str, ids: list[str]) -> None:
+        """Reset the idle time of entries `consumer` is still sending (XCLAIM ... JUSTID counts no delivery)."""
+        self.client.xclaim(self.stream_key, group, consumer, 0, ids, justid=True)
+
     def entries(self, service: str | None = None, batch: int = 500):
         """(dead-letter id, fields) of `service` (all when None), oldest first."""
         start = "-"

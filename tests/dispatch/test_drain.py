@@ -1,4 +1,5 @@
 import json
+import threading
 import time
 
 import pytest
@@ -420,3 +421,28 @@ def test_a_dead_letter_max_len_of_zero_keeps_every_dead_letter(stream, settings)
     settings.REDIS_DEAD_LETTER_MAX_LEN = 0
     DeadLetters().add("memory", [(f"{i + 1}-0", "{}", "rejected") for i in range(250)])
     assert stream.redis.xlen(f"{stream.key}:dead-letter") == 250
+
+
+def test_a_living_consumer_keeps_the_entries_it_is_still_sending(stream):
+    slow = MemoryBackend()
+    deliver = slow.send
+
+    def send_slowly(payloads):
+        time.sleep(1.5)  # five times the claim time: an outage's timeouts and backoff
+        deliver(payloads)
+
+    slow.send = send_slowly
+    stream.publish(*[chat_event() for _ in range(3)])
+    sending = drainer_for(slow, consumer="slow", claim_seconds=0.3)
+    sender = threading.Thread(target=sending.run, kwargs={"until_idle": True})
+    sender.start()
+    while stream.pending("llm-proxy-dispatchers-memory") < 3:
+        time.sleep(0.01)
+    rival_backend = MemoryBackend()
+    rival = drainer_for(rival_backend, consumer="rival", claim_seconds=0.3)
+    while sender.is_alive():
+        rival.last_claim = 0
+        rival.run(until_idle=True)
+    assert rival_backend.sent == []  # nothing claimed from a consumer that is alive
+    assert len(slow.sent) == 3
+    assert stream.pending("llm-proxy-dispatchers-memory") == 0
