@@ -1,23 +1,26 @@
-"""Builds drainers from settings: one Celery cycle per service at a time, or the CLI's long-running loop."""
+"""Builds drainers from settings: bounded Celery cycles, or the CLI's long-running loop."""
 
 import threading
-from collections.abc import Callable
 
 from django.conf import settings
 
 from dispatch.backends import create_backend
 from dispatch.drain import Drainer, DrainOptions
-from dispatch.streams import DeadLetters, ServiceLock, consumer_name_for, group_for
+from dispatch.streams import DeadLetters, consumer_name_for, group_for
 from instrumentation.bus import StreamConsumer, get_consumer
 
 CYCLE_SECONDS = 10.0  # one Celery task drains at most this long, then frees its worker slot
 # A cycle ends as soon as nothing new arrives within this wait: idle services hold no worker slot,
 # and beat starts the next cycle within DISPATCH_INTERVAL.
 CYCLE_IDLE_WAIT = 0.2
-LOCK_TTL = 60.0  # renewed before every send attempt; longer than one HTTP attempt (30 s)
 
 _consumers: dict[tuple[str, str], StreamConsumer] = {}
 _consumers_lock = threading.Lock()
+# No lock across workers: the consumer group already gives each entry to one consumer, and a lock kept
+# in Redis outlives a killed worker (it held a service for a minute). Within one process, cycles share
+# a consumer name, and a second reader under that name would take the first one's pending entries for
+# its own (a thread pool could run both), so a process runs one cycle per service at a time.
+_cycle_locks: dict[str, threading.Lock] = {}
 
 
 def stream_consumer() -> StreamConsumer:
@@ -37,7 +40,6 @@ def build_drainer(
     api_key: str | None = None,
     batch_size: int | None = None,
     stop: threading.Event | None = None,
-    heartbeat: Callable[[], object] | None = None,
     block_seconds: float = 1.0,
 ) -> Drainer:
     """A started drainer for `service`. Raises BackendConfigError for a missing key or path."""
@@ -52,23 +54,29 @@ def build_drainer(
         block_seconds=min(settings.REDIS_STREAM_BLOCK_TIME, block_seconds),
         claim_seconds=settings.REDIS_STREAM_CLAIM_TIME,
         retry_base=settings.DISPATCHER_RETRY_BASE,
+        max_deliveries=settings.DISPATCH_MAX_DELIVERIES,
         batch_wait=settings.DISPATCHER_FLUSH_INTERVAL if backend.batch_wait is None else backend.batch_wait,
     )
     try:
-        return Drainer(backend, stream_consumer(), DeadLetters(), options, stop=stop, heartbeat=heartbeat).start()
+        return Drainer(backend, stream_consumer(), DeadLetters(), options, stop=stop).start()
     except Exception:
         backend.close()
         raise
 
 
+def cycle_lock(service: str) -> threading.Lock:
+    with _consumers_lock:
+        return _cycle_locks.setdefault(service, threading.Lock())
+
+
 def run_cycle(service: str, *, seconds: float = CYCLE_SECONDS) -> int:
-    """One bounded drain of `service`, unless another worker is draining it; returns entries handled."""
-    lock = ServiceLock(service, ttl=LOCK_TTL)
-    if not lock.acquire():
+    """One bounded drain of `service`, unless this process is draining it already; returns entries handled."""
+    lock = cycle_lock(service)
+    if not lock.acquire(blocking=False):
         return 0
     drainer = None
     try:
-        drainer = build_drainer(service, heartbeat=lock.extend, block_seconds=CYCLE_IDLE_WAIT)
+        drainer = build_drainer(service, block_seconds=CYCLE_IDLE_WAIT)
         return drainer.run(seconds=seconds, until_idle=True)
     finally:
         if drainer is not None:

@@ -11,7 +11,7 @@ def beat_schedule() -> dict:
             "task": "dispatch.tasks.drain_service",
             "schedule": interval,
             "args": (service,),
-            # A busy worker would otherwise build a backlog of cycles that find the service locked.
+            # A busy worker would otherwise build a backlog of cycles that find nothing left to do.
             "options": {"expires": max(interval * 5, 5.0)},
         }
         for service in settings.DISPATCH_SERVICES

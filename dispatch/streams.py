@@ -1,4 +1,4 @@
-"""Thin Redis helpers the dispatchers need beside the bus's consumer: dead letters, replay and a service lock.
+"""Thin Redis helpers the dispatchers need beside the bus's consumer: dead letters, replay, delivery counts.
 
 Reading the event stream itself goes through `instrumentation.bus.get_consumer()`.
 """
@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import threading
-import uuid
 from datetime import UTC, datetime
 
 import redis
@@ -59,7 +58,8 @@ def message_time(message_id: str) -> datetime | None:
 
 class DeadLetters:
     """`<REDIS_STREAM_KEY>:dead-letter`: entries with fields `data` (the event as published), `service`,
-    `reason` and `stream_id` (the entry's id on the event stream). Never trimmed."""
+    `reason` and `stream_id` (the entry's id on the event stream), trimmed to about
+    REDIS_DEAD_LETTER_MAX_LEN entries (0: never trimmed)."""
 
     def __init__(self, stream_key: str | None = None, url: str | None = None, *, timeout: float = 10.0) -> None:
         self.stream_key = stream_key or settings.REDIS_STREAM_KEY
@@ -68,10 +68,24 @@ class DeadLetters:
 
     def add(self, service: str, entries: list[tuple[str, str, str]]) -> None:
         """Record (stream id, data, reason) entries in one round trip."""
+        # A service that rejects everything must not fill Redis: the oldest dead letters go first.
+        max_len = settings.REDIS_DEAD_LETTER_MAX_LEN or None
         pipe = self.client.pipeline(transaction=False)
         for stream_id, data, reason in entries:
-            pipe.xadd(self.key, {"data": data, "service": service, "reason": reason[:1000], "stream_id": stream_id})
+            fields = {"data": data, "service": service, "reason": reason[:1000], "stream_id": stream_id}
+            pipe.xadd(self.key, fields, maxlen=max_len, approximate=True)
         pipe.execute()
+
+    def deliveries(self, group: str, ids: list[str]) -> dict[str, int]:
+        """How many times each pending entry was delivered (XPENDING's extended form; reads do not say)."""
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.xpending_range(self.stream_key, group, min=entry_id, max=entry_id, count=1)
+        return {row["message_id"]: row["times_delivered"] for rows in pipe.execute() for row in rows}
+
+    def touch(self, group: str, consumer: str, ids: list[str]) -> None:
+        """Reset the idle time of entries `consumer` is still sending (XCLAIM ... JUSTID counts no delivery)."""
+        self.client.xclaim(self.stream_key, group, consumer, 0, ids, justid=True)
 
     def entries(self, service: str | None = None, batch: int = 500):
         """(dead-letter id, fields) of `service` (all when None), oldest first."""
@@ -112,27 +126,3 @@ def _mark_replay(data: str, service: str, stream_id: str) -> str:
         event[REPLAY_FIELD] = {"service": service, "stream_id": stream_id}
         return json.dumps(event, separators=(",", ":"))
     return data
-
-
-class ServiceLock:
-    """One drain cycle per service at a time across all workers: SET NX PX with a token, renewed while working."""
-
-    _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-    _EXTEND = (
-        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-    )
-
-    def __init__(self, service: str, *, ttl: float, stream_key: str | None = None) -> None:
-        self.key = f"{stream_key or settings.REDIS_STREAM_KEY}:dispatch-lock:{service}"
-        self.ttl_ms = int(ttl * 1000)
-        self.token = uuid.uuid4().hex
-        self.client = client()
-
-    def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
-
-    def extend(self) -> bool:
-        return bool(self.client.eval(self._EXTEND, 1, self.key, self.token, self.ttl_ms))
-
-    def release(self) -> None:
-        self.client.eval(self._RELEASE, 1, self.key, self.token)

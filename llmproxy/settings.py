@@ -286,6 +286,7 @@ REDIS_STREAM_MAX_LEN = env_int("REDIS_STREAM_MAX_LEN", 10000, minimum=0)
 REDIS_STREAM_BLOCK_TIME = env_duration("REDIS_STREAM_BLOCK_TIME", "5s")
 REDIS_STREAM_CLAIM_TIME = env_duration("REDIS_STREAM_CLAIM_TIME", "30s")
 REDIS_STREAM_BATCH_SIZE = env_int("REDIS_STREAM_BATCH_SIZE", 100, minimum=1)
+REDIS_DEAD_LETTER_MAX_LEN = env_int("REDIS_DEAD_LETTER_MAX_LEN", 10000, minimum=0)  # 0: never trimmed
 EVENT_PUBLISH_QUEUE_SIZE = env_int("EVENT_PUBLISH_QUEUE_SIZE", 10000, minimum=1)
 # Bytes of events (bodies + a fixed overhead each) the publish buffer holds, with the batch in hand: 64 MiB.
 OBSERVABILITY_BUFFER_BYTES = env_int("OBSERVABILITY_BUFFER_BYTES", 64 * 1024 * 1024, minimum=1)
@@ -337,6 +338,7 @@ HELICONE_ENDPOINT = env("HELICONE_ENDPOINT", "https://api.worker.helicone.ai/oai
 DISPATCH_SERVICES = env_list("DISPATCH_SERVICES")
 DISPATCH_FILE_PATH = env("DISPATCH_FILE_PATH", str(DATA_DIR / "events.jsonl"))
 DISPATCH_INTERVAL = env_duration("DISPATCH_INTERVAL", "1s")
+DISPATCH_MAX_DELIVERIES = env_int("DISPATCH_MAX_DELIVERIES", 5, minimum=1)
 USAGE_RETENTION_DAYS = env_int("USAGE_RETENTION_DAYS", 90, minimum=1)
 
 CELERY_BROKER_URL = env("CELERY_BROKER_URL") or REDIS_URL

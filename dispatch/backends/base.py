@@ -21,10 +21,11 @@ class DeliveryError(Exception):
     """A batch (or part of it) was not accepted.
 
     `permanent` failures are not retried (they go to the dead-letter stream). `failures`, when set,
-    maps the index of each refused payload to its own DeliveryError; the other payloads were accepted.
+    maps the index of each refused payload to its own DeliveryError, or to the unexpected exception
+    sending it raised (permanent: it will not get better); the other payloads were accepted.
     """
 
-    def __init__(self, message: str, *, permanent: bool = False, failures: dict[int, "DeliveryError"] | None = None):
+    def __init__(self, message: str, *, permanent: bool = False, failures: dict[int, Exception] | None = None):
         super().__init__(message)
         self.permanent = permanent
         self.failures = failures

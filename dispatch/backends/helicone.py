@@ -26,7 +26,7 @@ class HeliconeBackend(HttpBackend):
         return manual_log(event, received_at)
 
     def send(self, payloads: list[dict]) -> None:
-        failures: dict[int, DeliveryError] = {}
+        failures: dict[int, Exception] = {}
         for index, body in enumerate(payloads):
             try:
                 self._send_one(body)
@@ -36,6 +36,8 @@ class HeliconeBackend(HttpBackend):
                     # The service is unreachable or overloaded: the rest of the batch waits for the retry.
                     failures.update({later: exc for later in range(index + 1, len(payloads))})
                     break
+            except Exception as exc:  # this log's own problem (a value httpx cannot encode): the others go on
+                failures[index] = exc
         if failures:
             first = next(iter(failures.values()))
             raise DeliveryError(f"helicone refused {len(failures)} of {len(payloads)} logs: {first}", failures=failures)

@@ -1,7 +1,8 @@
 """The `lunary` service: `POST {"events": [...]}` with a `start` and an `end` (or `error`) run event per request.
 
 Lunary stores output and token usage only from an `end` event, and answers 200 even when events
-fail, so each payload's fate is read from the per-event `results` (lunary-helicone.md §2).
+fail, so each payload's fate is read from the per-event `results` (lunary-helicone.md §2). Events of
+requests refused before their token was accepted are not LLM calls and are not sent.
 """
 
 from datetime import datetime
@@ -48,8 +49,10 @@ def _problem(run_id: str, results: list) -> DeliveryError | None:
     for result in mine:
         error = str(result.get("error") or "")
         # A redelivered run's `start` is refused as a duplicate: the run is stored, which is what we want.
+        # Any other per-event failure may pass (Lunary reports its own database timeouts this way), so it
+        # is retried like a 5xx, then dead-lettered once the retries are spent.
         if not result.get("success") and DUPLICATE_START not in error:
-            return DeliveryError(f"lunary refused run {run_id}: {error or 'success=false'}", permanent=True)
+            return DeliveryError(f"lunary refused run {run_id}: {error or 'success=false'}")
     return None
 
 

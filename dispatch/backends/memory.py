@@ -1,5 +1,7 @@
 """The in-memory twin: keeps what it was sent, and fails on request (for tests and dry runs)."""
 
+from collections.abc import Callable
+
 from dispatch.backends.base import Backend, DeliveryError
 
 
@@ -12,6 +14,7 @@ class MemoryBackend(Backend):
         self.batches: list[list[dict]] = []
         self.attempts = 0
         self._failures: list[DeliveryError] = []
+        self._poison: list[tuple[Callable[[dict], bool], Exception]] = []
 
     @property
     def sent(self) -> list[dict]:
@@ -20,8 +23,15 @@ class MemoryBackend(Backend):
     def fail_next(self, times: int = 1, *, permanent: bool = False, message: str = "scripted failure") -> None:
         self._failures.extend(DeliveryError(message, permanent=permanent) for _ in range(times))
 
+    def raise_on(self, match: Callable[[dict], bool], error: Exception) -> None:
+        """Raise `error` for any batch holding a payload that `match`es, as an encoder choking on one value does."""
+        self._poison.append((match, error))
+
     def send(self, payloads: list[dict]) -> None:
         self.attempts += 1
         if self._failures:
             raise self._failures.pop(0)
+        for match, error in self._poison:
+            if any(match(payload) for payload in payloads):
+                raise error
         self.batches.append(list(payloads))

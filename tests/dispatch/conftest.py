@@ -56,8 +56,7 @@ class Stream:
         return [fields for _id, fields in self.redis.xrange(f"{self.key}:dead-letter")]
 
     def cleanup(self) -> None:
-        keys = [self.key, f"{self.key}:dead-letter", *self.redis.scan_iter(f"{self.key}:dispatch-lock:*")]
-        self.redis.delete(*keys)
+        self.redis.delete(self.key, f"{self.key}:dead-letter")
         self.redis.close()
 
 

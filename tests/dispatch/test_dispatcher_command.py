@@ -1,5 +1,6 @@
 import os
 import signal
+import time
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -97,3 +98,48 @@ def _gone(pid: int) -> bool:
         return True
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split()[2] == "Z"
+
+
+CLAIM_SECONDS = 2.0
+
+
+def _holders(stream, group: str) -> dict[str, int]:
+    """Consumers with entries read but not acknowledged, and how many each holds."""
+    return {c["name"]: c["pending"] for c in stream.redis.xpending(stream.key, group)["consumers"]}
+
+
+def test_events_held_by_a_killed_dispatcher_reach_lunary_through_a_survivor_within_claim_time_plus_5s(
+    stream, fake_lunary
+):
+    group = "llm-proxy-dispatchers-lunary"
+    common = ("--service", "lunary", "--endpoint", f"{fake_lunary.url}/v1/runs/ingest", "--api-key", LUNARY_KEY)
+    timing = {"REDIS_STREAM_CLAIM_TIME": f"{CLAIM_SECONDS}s", "DISPATCHER_FLUSH_INTERVAL": "100ms"}
+    workers = {name: dispatcher(stream.key, *common, REDIS_CONSUMER_NAME=name, **timing) for name in ("a", "b")}
+    try:
+        for worker in workers.values():
+            worker.wait_for("dispatcher: delivering to lunary")
+        fake_lunary.hang_next(1)  # whoever sends first stalls, holding what it read
+        events = [chat_event() for _ in range(10)]
+        stream.publish(*events)
+        wait_until(
+            lambda: (
+                fake_lunary.requests  # the stalled request has arrived
+                and len(_holders(stream, group)) == 1
+                and len(fake_lunary.runs) + sum(_holders(stream, group).values()) == len(events)
+            ),
+            message=lambda: f"one stalled holder: {_holders(stream, group)}, {len(fake_lunary.runs)} runs",
+        )
+        [(stalled, held)] = _holders(stream, group).items()
+        workers[stalled].signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        workers[stalled].wait()
+        wait_until(lambda: {run_id(e) for e in events} <= set(fake_lunary.runs), message="all runs at Lunary")
+        recovered_in = time.monotonic() - killed_at
+        wait_until(lambda: stream.pending(group) == 0, message="all acknowledged")
+    finally:
+        for worker in workers.values():
+            worker.stop()
+    survivor = workers["b" if stalled == "a" else "a"]
+    assert f"claimed {held} entries" in survivor.output
+    assert recovered_in <= CLAIM_SECONDS + 5, f"the survivor delivered after {recovered_in:.1f}s"
+    assert stream.dead_letters() == []

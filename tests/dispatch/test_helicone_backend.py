@@ -79,3 +79,12 @@ def test_a_missing_key_is_a_start_up_error_naming_the_flag(settings):
 def test_the_default_endpoint_lets_helicone_price_openai_calls(settings):
     settings.HELICONE_API_KEY = HELICONE_KEY
     assert create_backend("helicone").endpoint == "https://api.worker.helicone.ai/oai/v1/log"
+
+
+def test_a_refused_request_is_not_sent_to_helicone(fake_helicone):
+    backend = create_backend("helicone", endpoint=f"{fake_helicone.url}/oai/v1/log", api_key=HELICONE_KEY)
+    refused = chat_event(status=404, request_body=None, response_body=None)
+    refused.response_headers["X-Proxy-Refused"] = ["not_found"]
+    assert backend.payload(refused) is None
+    assert backend.payload(chat_event()) is not None
+    backend.close()

@@ -5,7 +5,7 @@ import pytest
 from dispatch.backends import BackendConfigError, DeliveryError, create_backend
 from dispatch.transform import run_id
 from tests.dispatch.factories import CHAT_REQUEST, chat_event, stream_event
-from tests.support.fake_services import LUNARY_KEY
+from tests.support.fake_services import LUNARY_KEY, TRANSIENT_EVENT_ERROR
 
 RECEIVED = datetime(2025, 11, 27, 10, 0, 1, 234000, tzinfo=UTC)
 
@@ -71,7 +71,7 @@ def test_a_redelivered_run_is_accepted_without_a_second_run(lunary, fake_lunary)
     assert list(fake_lunary.runs) == [run_id(event)]
 
 
-def test_a_refused_event_fails_only_its_own_payload(lunary, fake_lunary):
+def test_a_refused_event_fails_only_its_own_payload_and_is_retried(lunary, fake_lunary):
     good = lunary.payload(chat_event())
     bad = {
         "runId": "7d9a3c1e-2b4f-4a6e-8c5d-0e1f2a3b4c5d",
@@ -80,7 +80,7 @@ def test_a_refused_event_fails_only_its_own_payload(lunary, fake_lunary):
     with pytest.raises(DeliveryError) as caught:
         lunary.send([good, bad])
     assert list(caught.value.failures) == [1]
-    assert caught.value.failures[1].permanent
+    assert not caught.value.failures[1].permanent  # only a duplicate run id is final, and that one is stored
     assert "type" in str(caught.value.failures[1])
     assert good["runId"] in fake_lunary.runs
 
@@ -112,3 +112,18 @@ def test_the_key_comes_from_lunary_api_key_then_llm_proxy_api_key(settings):
     backend = create_backend("lunary")
     assert backend.api_key == "lunary-key"
     assert backend.endpoint == "https://api.lunary.ai/v1/runs/ingest"
+
+
+def test_a_transient_per_event_failure_in_a_200_answer_is_not_permanent(lunary, fake_lunary):
+    fake_lunary.fail_events_next(1)
+    with pytest.raises(DeliveryError) as caught:
+        lunary.send([lunary.payload(chat_event())])
+    assert list(caught.value.failures) == [0]
+    assert not caught.value.failures[0].permanent
+    assert TRANSIENT_EVENT_ERROR in str(caught.value.failures[0])
+
+
+def test_a_refused_request_is_not_sent_to_lunary(lunary):
+    refused = chat_event(status=401, request_body=None, response_body=None)
+    refused.response_headers["X-Proxy-Refused"] = ["unauthorized"]
+    assert lunary.payload(refused) is None

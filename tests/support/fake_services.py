@@ -3,7 +3,8 @@
 They answer what the real services answer, check for check, in the order of
 `reference/lunary-helicone.md` §4 (compat behaviour), keep the state the real services would store,
 and collect `violations`: payloads the real service accepts but would store incompletely (strict
-mode, §4 "S-" rules). Tests assert `fake.violations == []`. `fail_next` scripts transient outages.
+mode, §4 "S-" rules). Tests assert `fake.violations == []`. `fail_next` scripts transient outages,
+`hang_next` a stalled service, and FakeLunary's `fail_events_next` its per-event transient failures.
 """
 
 import asyncio
@@ -22,6 +23,8 @@ from aiohttp import web
 LUNARY_KEY = "3f1c2b8e-5d4a-4e7b-9c2d-1a2b3c4d5e6f"
 HELICONE_KEY = "sk-helicone-abc1234-def5678-ghi9012-jkl3456"
 
+# What Lunary reports in `results[]` when its database is briefly unreachable.
+TRANSIENT_EVENT_ERROR = "Connection terminated due to connection timeout"
 UUID_ANY = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 UUID_V1_5 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-5][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
 HELICONE_KEY_FORMAT = re.compile(r"^[sp]k(-helicone)?(-eu)?(-cp)?-\w{7}-\w{7}-\w{7}-\w{7}$")
@@ -83,6 +86,8 @@ class _FakeServer:
         self.requests: list[Recorded] = []
         self.violations: list[str] = []
         self._scripted: list[tuple[int, str]] = []
+        self._hangs: list[float] = []
+        self._stalled: list[asyncio.Event] = []  # set by reset(): requests still stalled then are let go
         self._lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self.port = 0
@@ -96,6 +101,10 @@ class _FakeServer:
             self.requests.clear()
             self.violations.clear()
             self._scripted.clear()
+            self._hangs.clear()
+            for stalled in self._stalled:
+                self._loop.call_soon_threadsafe(stalled.set)
+            self._stalled.clear()
             self._reset_state()
 
     def _reset_state(self) -> None:
@@ -106,11 +115,29 @@ class _FakeServer:
         with self._lock:
             self._scripted.extend([(status, body)] * times)
 
+    def hang_next(self, times: int = 1, *, seconds: float = 20.0) -> None:
+        """Keep the next `times` requests waiting `seconds`, then answer 504 without processing them (a stall)."""
+        with self._lock:
+            self._hangs.extend([seconds] * times)
+
     async def _entry(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         record = Recorded(request.method, request.path, dict(request.headers), body)
         with self._lock:
             self.requests.append(record)
+            hang = self._hangs.pop(0) if self._hangs else 0.0
+            released = asyncio.Event()
+            if hang:
+                self._stalled.append(released)
+        if hang:
+            try:
+                await asyncio.wait_for(released.wait(), hang)
+            except TimeoutError:
+                pass
+            # Never processed: a stalled request must not change the state a later test sees.
+            record.status = 504
+            return web.Response(status=504, text="gateway timeout")
+        with self._lock:
             scripted = self._scripted.pop(0) if self._scripted else None
         if scripted is not None:
             response = web.Response(status=scripted[0], text=scripted[1])
@@ -169,10 +196,17 @@ class FakeLunary(_FakeServer):
         self.max_batch = max_batch
         self.runs: dict[str, dict] = {}
         self._hits: list[float] = []
+        self._event_failures: list[str] = []
 
     def _reset_state(self) -> None:
         self.runs.clear()
         self._hits.clear()
+        self._event_failures.clear()
+
+    def fail_events_next(self, times: int = 1, *, error: str = TRANSIENT_EVENT_ERROR) -> None:
+        """Answer the next `times` events with `success: false` inside a 200 (Lunary's own transient failures)."""
+        with self._lock:
+            self._event_failures.extend([error] * times)
 
     def handle(self, request: web.Request, body: bytes) -> web.Response:
         if request.method != "POST" or request.path != "/v1/runs/ingest":  # L1
@@ -208,6 +242,8 @@ class FakeLunary(_FakeServer):
 
     def _ingest(self, event) -> dict:
         original_id = event.get("runId") if isinstance(event, dict) else None
+        if self._event_failures:
+            return {"id": original_id, "success": False, "error": self._event_failures.pop(0)}
         try:
             self._apply(_camel(event) if isinstance(event, dict) else {})
         except ValueError as exc:

@@ -76,7 +76,10 @@ class Command(BaseCommand):
             self._run(drainer, stop)
         finally:
             drainer.backend.close()
-        self._say(f"dispatcher: stopped; {drainer.delivered} events delivered, {drainer.dead} dead-lettered")
+        self._say(
+            f"dispatcher: stopped; {drainer.delivered} events delivered, {drainer.dead} dead-lettered, "
+            f"{drainer.skipped} skipped"
+        )
 
     def _drainer(self, options: dict, stop: threading.Event) -> Drainer:
         try:
