@@ -50,7 +50,7 @@ def check_request(body: bytes, meta: dict, whitelist: dict) -> None:
         if not body:
             return
         if media_type == "multipart/form-data":
-            problem = check_fields(request_body.form_fields(body, meta["CONTENT_TYPE"]), whitelist)
+            problem = check_fields(request_body.form_fields(body, meta["CONTENT_TYPE"], whitelist), whitelist)
         elif media_type == "application/json":
             problem = check_body(body, whitelist)  # the hot path: parsed only when a whitelisted key may be in it
         else:

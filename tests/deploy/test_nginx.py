@@ -74,8 +74,8 @@ def test_nginx_refuses_a_chunked_body_past_max_request_size_as_json_before_the_a
 
 def test_nginx_passes_requests_under_the_limit_and_streams_answers(nginx, proxy_server, token_pair):
     url = f"http://127.0.0.1:{nginx}"
-    under = httpx.post(url + "/manage/projects", content=b"x" * (LIMIT - 1024), timeout=10)
-    assert under.status_code == 401  # reached the application, which wants its token
+    under = httpx.post(url + "/v1/chat/completions", content=b"x" * (LIMIT - 1024), timeout=10)
+    assert under.status_code == 401 and under.json()["code"] == "invalid_token"  # the application answered
     auth = {"Authorization": f"Bearer {token_pair[1]}"}
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
     with httpx.stream("POST", url + "/v1/chat/completions", json=chat, headers=auth, timeout=10) as response:

@@ -7,6 +7,11 @@ import zlib
 import brotli
 import openai
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmproxy.proxy.errors import ProxyError
+from llmproxy.proxy.params import Whitelist, check_request
 
 CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}
 FORBIDDEN = {**CHAT, "model": "gpt-3.5-turbo"}
@@ -184,3 +189,42 @@ def test_the_openai_sdk_is_checked_as_before(whitelisted, token_pair):
     payload = upload.value.response.json()
     assert payload["code"] == "param_not_allowed" and "'purpose' value 'batch'" in payload["error"]
     assert [r.path for r in whitelisted.upstream.requests] == ["/v1/chat/completions"]
+
+
+def test_a_boundary_lookalike_inside_a_value_does_not_end_the_part(http, auth, whitelisted):
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="note"\r\n\r\nx\r\n--bx\r\n'
+        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\ngpt-3.5-turbo\r\n--b--\r\n'
+    )
+    response = post(http, auth, body, **{"Content-Type": "multipart/form-data; boundary=b"})
+    assert_refused(response, "param_not_allowed", NOT_ALLOWED)
+
+
+WHITELIST = {"model": Whitelist(("gpt-4o",))}
+CONTENT_TYPES = st.sampled_from(
+    ["application/json", "text/plain", "", "multipart/form-data; boundary=b", "multipart/form-data", "a/b; x"]
+)
+ENCODINGS = st.sampled_from(["", "gzip", "deflate", "br", "identity", "gzip, br", "zstd", ","])
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=300), content_type=CONTENT_TYPES, encoding=ENCODINGS, compress=st.booleans())
+def test_any_body_is_either_passed_or_refused_with_a_400(body, content_type, encoding, compress):
+    if compress and encoding == "gzip":
+        body = gzip.compress(body)
+    meta = {"CONTENT_TYPE": content_type, "HTTP_CONTENT_ENCODING": encoding}
+    try:
+        check_request(body, meta, WHITELIST)
+    except ProxyError as exc:
+        assert exc.status == 400 and exc.code in ("param_not_allowed", "invalid_request_body")
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=st.recursive(st.none() | st.booleans() | st.floats() | st.text(), st.lists, max_leaves=20))
+def test_any_json_value_of_a_whitelisted_key_is_judged_without_error(value):
+    body = json.dumps({"model": value, "model ": 1}).encode()
+    for meta in ({"CONTENT_TYPE": "application/json"}, {"CONTENT_TYPE": "text/plain"}):
+        try:
+            check_request(body, meta, WHITELIST)
+        except ProxyError as exc:
+            assert exc.code == "param_not_allowed" and value != "gpt-4o"
