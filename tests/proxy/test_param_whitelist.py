@@ -7,7 +7,7 @@ import zlib
 import brotli
 import openai
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmproxy.proxy.errors import ProxyError
@@ -228,3 +228,17 @@ def test_any_json_value_of_a_whitelisted_key_is_judged_without_error(value):
             check_request(body, meta, WHITELIST)
         except ProxyError as exc:
             assert exc.code == "param_not_allowed" and value != "gpt-4o"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=2000), content_type=CONTENT_TYPES, encoding=ENCODINGS, compress=st.booleans())
+def test_arbitrary_bodies_without_a_token_are_refused_with_a_4xx(
+    http, whitelisted, body, content_type, encoding, compress
+):
+    if compress and encoding == "br":
+        body = brotli.compress(body)
+    headers = {"Content-Type": content_type, "Content-Encoding": encoding}
+    answer = http.post("/v1/chat/completions", content=body, headers=headers)
+    assert answer.status_code in (400, 401) and answer.headers["content-type"] == "application/json"
+    assert http.post("/manage/projects", content=body, headers=headers).status_code == 401
+    assert whitelisted.upstream.requests == []
