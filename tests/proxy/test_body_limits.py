@@ -58,8 +58,12 @@ def uvicorn_server(tmp_path, transactional_db):
                 time.sleep(0.1)
         yield process, port
     finally:
-        process.kill()
-        process.wait()
+        process.terminate()  # a graceful stop closes its database connections before the test database goes
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         process.stderr.close()
 
 
