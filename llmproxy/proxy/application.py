@@ -56,7 +56,7 @@ class Application:
             elif content_length(scope) > settings.MAX_REQUEST_SIZE:
                 await send_too_large(scope, send)
             else:
-                await self.django(scope, receive, send)
+                await self.django(scope, bounded_receive(scope, receive, send), send)
         finally:
             self.in_flight -= 1
             if self._idle is not None and not self.in_flight:
@@ -112,10 +112,40 @@ class Application:
         return True
 
 
+def bounded_receive(scope, receive, send):
+    """`receive` for Django that answers 413 once the body passes MAX_REQUEST_SIZE, then tells Django the
+    client left.
+
+    Django's ASGIHandler.read_body copies the whole body into a SpooledTemporaryFile before it creates the
+    request, with no limit, so a chunked body (no Content-Length to refuse up front) would be spooled in full.
+    Counting here keeps what Django holds at the limit plus one chunk, and Django's file still rolls over to
+    disk past FILE_UPLOAD_MAX_MEMORY_SIZE (reading the body here and replaying it would hold all of it in
+    memory, twice). On `http.disconnect` read_body raises RequestAborted, which Django's handle() takes as a
+    client gone: it returns without a response of its own, after ours was sent.
+    """
+    limit, received = settings.MAX_REQUEST_SIZE, 0
+
+    async def areceive():
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request" and received <= limit:
+            received += len(message.get("body", b""))
+            if received > limit:
+                await send_too_large(scope, send)
+                return {"type": "http.disconnect"}
+        return message
+
+    return areceive
+
+
 async def send_too_large(scope, send) -> None:
-    """413 for /manage and the rest before Django reads the body (the proxy handler does its own)."""
+    """413 for /manage and the rest before Django reads (all of) the body; the proxy handler does its own.
+
+    `Connection: close`: the rest of the body is not wanted, and the server closes the connection instead
+    of reading and discarding it.
+    """
     request_id = dict(scope.get("headers", ())).get(b"x-request-id") or str(uuid.uuid4()).encode()
-    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
+    headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": 413, "headers": headers})
     exc = errors.request_too_large()
     await send({"type": "http.response.body", "body": errors.body(exc.error, exc.code)})

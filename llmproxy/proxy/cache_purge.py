@@ -13,7 +13,10 @@ from .cache_backends import get_backend
 # A valid purge URL: no control characters, every `%` starts an escape (what Go's url.Parse insists on here).
 URL_PATTERN = r"^(?:[^%\x00-\x1f\x7f]|%[0-9A-Fa-f]{2})+$"
 _VALID_URL = re.compile(URL_PATTERN)
-_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#]*")
+_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//([^/?#]*)")
+# The host part of an authority as Go's url.Parse accepts it: an IP literal in brackets, or a name without
+# brackets, either followed by an optional numeric port. `http://[::1` or `http://host:port` is no URL.
+_HOST_PORT = re.compile(r"^(?:\[[^\[\]]*\]|[^\[\]:]*)(?::[0-9]*)?$")
 
 
 class PurgeError(Exception):
@@ -71,6 +74,9 @@ def _split_url(url: str) -> tuple[str, str]:
     """Path (decoded, as the proxy sees it) and raw query of `url` (absolute or a path); ValueError if invalid."""
     if not _VALID_URL.match(url):
         raise ValueError(url)
-    rest = _AUTHORITY.sub("", url, count=1).split("#", 1)[0]
+    authority = _AUTHORITY.match(url)
+    if authority and not _HOST_PORT.match(authority.group(1).rpartition("@")[2]):
+        raise ValueError(url)
+    rest = url[authority.end() if authority else 0 :].split("#", 1)[0]
     path, _, query = rest.partition("?")
     return unquote(path), query

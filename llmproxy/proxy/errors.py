@@ -110,3 +110,7 @@ def circuit_open() -> ProxyError:
 
 def request_too_large() -> ProxyError:
     return ProxyError(413, "Request body too large", "request_too_large")
+
+
+def invalid_request_body(message: str) -> ProxyError:
+    return ProxyError(400, message, "invalid_request_body")

@@ -9,6 +9,10 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from django.conf import settings
+
+from . import errors, request_body
+
 
 class BadPattern(ValueError):
     """A whitelist pattern that Go's path.Match would reject as malformed."""
@@ -30,21 +34,77 @@ class Whitelist:
         return "[" + " ".join(self.patterns) + "]"
 
 
+def check_request(body: bytes, meta: dict, whitelist: dict) -> None:
+    """Raise a 400 when a whitelisted parameter of a POST body is not allowed, or when the body cannot be read.
+
+    Whatever the Content-Type says, a body is read as JSON unless it is multipart/form-data (whose field
+    names are checked against the same whitelist); a Content-Encoding is undone first, within
+    MAX_REQUEST_SIZE. A body that is neither is refused: an upstream might still read it (the reference
+    forwarded any body not sent exactly as `application/json`, unchecked). An empty body has no parameters.
+    """
+    media_type = meta.get("CONTENT_TYPE", "").split(";", 1)[0].strip().lower()
+    encoding = meta.get("HTTP_CONTENT_ENCODING", "")
+    try:
+        if encoding:
+            body = request_body.decoded(body, encoding, settings.MAX_REQUEST_SIZE)
+        if not body:
+            return
+        if media_type == "multipart/form-data":
+            problem = check_fields(request_body.form_fields(body, meta["CONTENT_TYPE"], whitelist), whitelist)
+        elif media_type == "application/json":
+            problem = check_body(body, whitelist)  # the hot path: parsed only when a whitelisted key may be in it
+        else:
+            problem = check_json(body, whitelist)
+    except request_body.UnreadableBody as exc:
+        raise errors.invalid_request_body(str(exc)) from None
+    except RecursionError:  # a whitelisted value nested deeper than Python can print it
+        raise errors.invalid_request_body("Request body is nested too deeply") from None
+    if problem:
+        raise errors.param_not_allowed(problem)
+
+
 def check_body(body: bytes, whitelist: dict) -> str | None:
     """None when every whitelisted field present in the JSON body matches; else the reference's error text."""
-    if b"\\u" not in body and not any(f'"{name}"'.encode() in body for name in whitelist):
-        return None  # cheap pre-check: no whitelisted key (even \u-escaped) can be present, skip parsing
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None  # not JSON: the reference forwards it and lets the upstream answer
-    if not isinstance(payload, dict):
+    # Cheap pre-check: no whitelisted key, even \u-escaped or in a UTF-16/32 body (which JSON parsers
+    # recognise by the NULs or the byte order mark at its start), can be present: skip parsing.
+    hidden = b"\\u" in body or b"\x00" in body[:4] or body[:1] in (b"\xfe", b"\xff")
+    if not hidden and not any(f'"{name}"'.encode() in body for name in whitelist):
         return None
-    for name, allowed in whitelist.items():
-        if name in payload and not allowed.allows(payload[name]):
-            shown = go_format(payload[name])
+    return check_json(body, whitelist)
+
+
+def check_json(body: bytes, whitelist: dict) -> str | None:
+    """Like check_body, parsing always; UnreadableBody when the body is not JSON."""
+    # A key given twice (or once plainly and once \u-escaped): parsers keep the first or the last, so every
+    # occurrence must be allowed. Objects are then parsed as tuples of pairs (`tuple` as the hook costs
+    # about 5 % more than dicts, paid only by such bodies).
+    twice = b"\\u" in body or b"\x00" in body[:4] or any(body.count(f'"{name}"'.encode()) > 1 for name in whitelist)
+    try:
+        payload = json.loads(body, object_pairs_hook=tuple if twice else None)
+    except (ValueError, RecursionError):
+        raise request_body.UnreadableBody("Request body is neither JSON nor multipart/form-data") from None
+    if twice and isinstance(payload, tuple):
+        return check_fields(((name, _as_dicts(value)) for name, value in payload), whitelist)
+    return check_fields(payload.items(), whitelist) if isinstance(payload, dict) else None
+
+
+def check_fields(fields, whitelist: dict) -> str | None:
+    """The reference's error text for the first (name, value) whose name is whitelisted and value is not allowed."""
+    for name, value in fields:
+        allowed = whitelist.get(name)
+        if allowed is not None and not allowed.allows(value):
+            shown = go_format(value)
             return f"Parameter '{name}' value '{shown}' is not allowed. Allowed patterns: {allowed.describe()}"
     return None
+
+
+def _as_dicts(value):
+    """A value parsed with tuples for objects, with dicts again (the last of repeated keys, as json.loads)."""
+    if isinstance(value, tuple):
+        return {name: _as_dicts(item) for name, item in value}
+    if isinstance(value, list):
+        return [_as_dicts(item) for item in value]
+    return value
 
 
 def translate(pattern: str) -> str:

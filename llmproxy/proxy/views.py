@@ -69,10 +69,8 @@ async def _pipeline(request, request_id: str, received_ns: int, started: float):
     if not provider.endpoint_allowed(request.path) or _has_dot_segment(request.path):
         raise errors.endpoint_not_found()
     body = request.body
-    if provider.param_whitelist and request.method == "POST" and meta.get("CONTENT_TYPE") == "application/json":
-        problem = params.check_body(body, provider.param_whitelist)
-        if problem:
-            raise errors.param_not_allowed(problem)
+    if provider.param_whitelist and request.method == "POST":
+        params.check_request(body, meta, provider.param_whitelist)  # 400 param_not_allowed / invalid_request_body
     cors.check_origin(provider, meta.get("HTTP_ORIGIN", ""))
 
     token = await auth.avalidate_token(meta.get("HTTP_AUTHORIZATION", ""))

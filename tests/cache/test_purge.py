@@ -43,6 +43,21 @@ def test_exact_purge_deletes_the_request_entry_in_every_project(db, manage_clien
     assert event.metadata["purge_type"] == "exact" and event.metadata["cache_key"] == MODELS_KEY
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[::1]:8080/v1/models",
+        "http://[::1]/v1/models",
+        "https://user:pw@proxy:443/v1/models",
+        "//proxy:/v1/models",
+    ],
+)
+def test_exact_purge_accepts_ip_literals_ports_and_user_info(db, manage_client, cache_backend_name, url):
+    put(P1, MODELS_KEY)
+    response = purge(manage_client, {"method": "GET", "url": url})
+    assert response.status_code == 200 and response.json() == {"deleted": True}
+
+
 def test_prefix_purge_counts_what_it_deleted(db, manage_client, cache_backend_name):
     put(P1, "abc1" + "0" * 60)
     put(P2, "abc2" + "0" * 60 + "|body=" + "f" * 64)
@@ -63,6 +78,9 @@ def test_prefix_purge_counts_what_it_deleted(db, manage_client, cache_backend_na
         ({"method": "GET", "url": ""}, "method and url are required", "missing_fields"),
         ({"method": "GET", "url": "/v1/%zz"}, "invalid URL", "invalid_url"),
         ({"method": "GET", "url": "/v1/models\x01"}, "invalid URL", "invalid_url"),
+        ({"method": "GET", "url": "http://[::1"}, "invalid URL", "invalid_url"),
+        ({"method": "GET", "url": "http://[::1]x/v1/models"}, "invalid URL", "invalid_url"),
+        ({"method": "GET", "url": "http://proxy:port/v1/models"}, "invalid URL", "invalid_url"),
     ],
 )
 def test_bad_purge_requests_get_the_reference_errors(db, manage_client, body, message, reason):

@@ -51,8 +51,8 @@ def test_the_compose_file_is_valid_against_the_compose_specification(compose):
     jsonschema.Draft201909Validator(schema).validate(compose)
 
 
-def test_it_has_web_worker_beat_redis_postgres_and_optional_monitoring(services):
-    assert set(services) == APP_SERVICES | {"redis", "postgres", "prometheus", "grafana"}
+def test_it_has_web_worker_beat_redis_postgres_nginx_and_optional_monitoring(services):
+    assert set(services) == APP_SERVICES | {"nginx", "redis", "postgres", "prometheus", "grafana"}
     for name, service in services.items():
         expected = ["monitoring"] if name in ("prometheus", "grafana") else None
         assert service.get("profiles") == expected, name
@@ -191,3 +191,32 @@ def test_grafana_is_provisioned_with_the_prometheus_source_and_the_dashboard(ser
     if "${datasource}" in uids:  # a data-source variable: Grafana picks the default Prometheus, provisioned above
         (variable,) = [v for v in dashboard["templating"]["list"] if v["name"] == "datasource"]
         assert variable["type"] == "datasource" and variable["query"] == "prometheus" and source["isDefault"]
+
+
+def test_clients_reach_the_web_service_only_through_nginx(services):
+    assert "ports" not in services["web"]  # whichever WEB_SERVER runs, it is not published directly
+    nginx = services["nginx"]
+    assert nginx["ports"] == ["${LLM_PROXY_PORT:-8080}:8080"]
+    assert nginx["depends_on"] == {"web": {"condition": "service_healthy"}}
+    assert "./nginx.conf.template:/etc/nginx/templates/default.conf.template:ro" in nginx["volumes"]
+    assert (DOCKER / "nginx.conf.template").is_file()
+
+
+def test_nginx_bounds_bodies_with_max_request_size_and_streams_answers(services, settings):
+    template = (DOCKER / "nginx.conf.template").read_text()
+    assert re.search(r"^\s*client_max_body_size \$\{MAX_REQUEST_SIZE\};", template, flags=re.M)
+    # The image's envsubst replaces only variables set in the container: MAX_REQUEST_SIZE, with the setting's default.
+    assert set(re.findall(r"\$\{([A-Za-z0-9_]+)\}", template)) == {"MAX_REQUEST_SIZE"}
+    assert interpolate(services["nginx"]["environment"]["MAX_REQUEST_SIZE"]) == str(settings.MAX_REQUEST_SIZE)
+    for directive in (
+        "proxy_buffering off;",
+        "proxy_http_version 1.1;",
+        'proxy_set_header Connection "";',
+        "keepalive 32;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Real-IP $remote_addr;",
+        "proxy_set_header X-Forwarded-Proto $scheme;",
+        "proxy_read_timeout 3600s;",
+        "server web:8080;",
+    ):
+        assert directive in template, directive

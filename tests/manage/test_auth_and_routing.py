@@ -146,3 +146,18 @@ def test_the_openapi_schema_documents_every_route_and_status(client):
     }
     assert {key: documented.get(key) for key in expected} == expected
     assert all(op["security"] == [{"ManagementToken": []}] for ops in paths.values() for op in ops.values())
+
+
+@pytest.mark.parametrize("path", ["/does-not-exist", "/v2/models", "/", "/health/x", "/manage"])
+@pytest.mark.parametrize("debug", [False, True])
+def test_unknown_paths_outside_manage_and_v1_are_json_404s(client, settings, path, debug):
+    settings.DEBUG = debug
+    response = client.post(path) if path == "/v2/models" else client.get(path)
+    assert_json_error(response, 404, "404 page not found")
+
+
+@pytest.mark.django_db
+def test_the_admin_keeps_its_own_pages_for_unknown_paths(admin_client):
+    assert admin_client.get("/admin")["Location"] == "/admin/"
+    response = admin_client.get("/admin/does-not-exist/")
+    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
