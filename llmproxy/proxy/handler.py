@@ -14,7 +14,6 @@ It is Django's ASGIHandler with everything that costs a thread hop per request t
 import asyncio
 import io
 import logging
-import uuid
 from contextlib import aclosing
 
 from django.conf import settings
@@ -62,20 +61,21 @@ class ProxyASGIHandler(ASGIHandler):
         return match
 
     async def handle(self, scope, receive, send) -> None:
+        body_error = None
         try:
             body = await self.aread_body(scope, receive)
         except RequestAborted:
             return
         except errors.ProxyError as exc:
-            response = errors.response(exc)
-            response["X-Request-ID"] = str(uuid.uuid4())  # contract 1: on every /v1 response
-            await self.send_response(response, send)
-            return
+            # Too large: the view answers it like any refusal before the token check (a body-less event with
+            # X-Proxy-Refused, counted by reason), from a request that keeps none of the body.
+            body, body_error = b"", exc
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, io.BytesIO(body))
         if request is None:
             await self.send_response(error_response, send)
             return
+        request.proxy_body_error = body_error
         await self.aserve(request, receive, send)
 
     async def aserve(self, request, receive, send) -> None:

@@ -60,6 +60,9 @@ def refusal_reason(error: str) -> str:
 
 
 async def _pipeline(request, request_id: str, received_ns: int, started: float):
+    body_error = getattr(request, "proxy_body_error", None)
+    if body_error is not None:  # the lean handler stopped reading a body over MAX_REQUEST_SIZE
+        raise body_error
     provider = providers.get_provider()
     meta = request.META
     if request.method == "OPTIONS":

@@ -171,3 +171,19 @@ def test_a_long_request_content_encoding_is_cut_in_the_event(http, events, auth,
 
     [value] = only_event(events).response_headers["X-Proxy-Request-Content-Encoding"]
     assert value.startswith("gzip, x") and len(value) == 256
+
+
+def test_a_body_over_max_request_size_is_refused_with_a_bodyless_event_and_counted(http, events, auth, settings):
+    settings.MAX_REQUEST_SIZE = 1000
+    name, reason = "llm_proxy_requests_refused_total", "request_too_large"
+    before = Scrape(http.get("/metrics/prometheus").text).value(name, reason=reason)
+
+    chunked = http.post("/v1/chat/completions", headers=auth, content=iter([b"x" * 600, b"y" * 600]))
+
+    assert chunked.status_code == 413 and chunked.json()["code"] == "request_too_large"
+    assert chunked.headers["X-Request-ID"]
+    event = only_event(events)
+    assert (event.status, event.request_body, event.response_body) == (413, None, None)
+    assert event.response_headers["X-Proxy-Refused"] == ["request_too_large"]
+    assert event.request_id == chunked.headers["X-Request-ID"]
+    assert Scrape(http.get("/metrics/prometheus").text).value(name, reason=reason) == before + 1
