@@ -124,7 +124,7 @@ def step(name: str, process: subprocess.Popen, log: Path, send) -> None:
     grown = settled_size(log, process, peak) - size
     print(
         f"{name}: {outcome}; RSS {rss:.0f} MB before, {peak[0]:.0f} MB at most after, "
-        f"{rss_mb(process.pid):.0f} MB at the end; event log +{grown / MB:.2f} MB"
+        f"{rss_mb(process.pid):.0f} MB at the end; event log +{grown / 1024:.1f} KB"
     )
 
 
