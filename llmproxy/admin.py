@@ -10,13 +10,6 @@ from django.contrib.admin.apps import AdminConfig
 from django.db.models import Sum
 
 
-def audit_context(request):
-    """The audit context of a change made in the admin: the admin user is the actor."""
-    from audit.logger import AuditContext
-
-    return AuditContext.from_request(request, actor=f"admin:{request.user.get_username()}")
-
-
 def adopt(obj, saved) -> None:
     """Turn the admin's unsaved `obj` into the row a service just created, so the admin's redirects and logs work."""
     obj.pk = saved.pk

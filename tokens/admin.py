@@ -10,7 +10,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from llmproxy.admin import adopt, audit_context
+from audit.services import AuditContext
+from llmproxy.admin import adopt
 from projects import crypto
 from projects.models import Project
 
@@ -159,7 +160,7 @@ class TokenAdmin(admin.ModelAdmin):
         return obj.status
 
     def save_model(self, request, obj, form, change) -> None:
-        data, ctx = form.cleaned_data, audit_context(request)
+        data, ctx = form.cleaned_data, AuditContext.from_admin(request)
         if not change:
             token, secret = token_create(
                 project=data["project"],
@@ -216,7 +217,7 @@ class TokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request, queryset) -> None:
-        ctx = audit_context(request)
+        ctx = AuditContext.from_admin(request)
         tokens = [t for t in queryset if t.is_active]
         for token in tokens:
             token_revoke(token=token, ctx=ctx)
@@ -224,7 +225,7 @@ class TokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reactivate selected tokens", permissions=["change"])
     def reactivate(self, request, queryset) -> None:
-        ctx = audit_context(request)
+        ctx = AuditContext.from_admin(request)
         tokens = [t for t in queryset if not t.is_active]
         for token in tokens:
             token_update(token=token, is_active=True, ctx=ctx)
