@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from asgiref.sync import sync_to_async
@@ -76,7 +77,7 @@ def client_ip(meta: dict) -> str:
     return meta.get("HTTP_X_REAL_IP", "").strip() or meta.get("REMOTE_ADDR", "") or ""
 
 
-def obfuscate_id(value: str) -> str:
+def obfuscate_id(value: str | uuid.UUID) -> str:
     """The reference's generic obfuscation for ids in audit details: first 8 + ... + last 4."""
     value = str(value)
     return value if len(value) <= 12 else value[:8] + "..." + value[-4:]
@@ -87,8 +88,8 @@ def audit_log(
     outcome: str,
     ctx: AuditContext | None = None,
     *,
-    project_id: str = "",
-    token_id: str = "",
+    project_id: str | uuid.UUID = "",
+    token_id: str | uuid.UUID = "",
     reason: str = "",
     details: dict | None = None,
 ) -> AuditEvent | None:
@@ -126,7 +127,7 @@ def audit_log(
     )
     # The line is made now, before the row's values are cut to their columns: the file keeps them whole.
     line = json.dumps(event_as_json(event), default=str) + "\n"
-    _after_commit(lambda path=settings.AUDIT_LOG_FILE: _append_to_file(line, path))
+    _after_commit(partial(_append_to_file, line, settings.AUDIT_LOG_FILE))
     if settings.AUDIT_STORE_IN_DB:
         _fit_columns(event)
         try:
@@ -204,13 +205,12 @@ class AuditedOperation:
     def __enter__(self) -> "AuditedOperation":
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:
         # Errors a caller can cause carry `audit_details` (a service's ServiceError, the API's APIError);
         # None there means "not audited" (the reference audits some failures only, or the service did).
         details = getattr(exc, "audit_details", None)
         if details is not None:
             self.failure(details)
-        return False
 
     def failure(self, details: dict) -> AuditEvent | None:
         return audit_log(

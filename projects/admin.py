@@ -64,7 +64,8 @@ class ProjectForm(forms.ModelForm):
         return api_key
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("revoke_tokens") and data.get("is_active", True):
             self.add_error("revoke_tokens", "Tokens are revoked only when deactivating: untick “Active” too.")
         return data

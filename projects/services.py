@@ -4,6 +4,8 @@ Revoking a project's tokens is a change to the project's own set of tokens, reac
 `project.tokens` relation: the tokens app depends on this one, never the reverse.
 """
 
+from functools import partial
+
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -95,7 +97,7 @@ def project_update(
     except IntegrityError:
         raise ServiceError("a project with this name already exists", kind=CONFLICT) from None
     revoked = project_revoke_tokens(project=project, ctx=ctx, audit=False)[0] if flipped_off and revoke_tokens else 0
-    details = {"updated_fields": updated, "project_name": project.name}
+    details: dict[str, object] = {"updated_fields": updated, "project_name": project.name}
     if revoke_tokens:
         details["tokens_revoked"] = revoked
     audit_log("project.update", "success", ctx, project_id=project.id, details=details)
@@ -121,7 +123,7 @@ def project_revoke_tokens(*, project: Project, ctx: AuditContext | None = None, 
     project.tokens.filter(id__in=[t.id for t in active]).update(is_active=False, deactivated_at=timezone.now())
     for token in active:
         # Bound per token: every process drops its cached check of this token once the revocation is stored.
-        transaction.on_commit(lambda token_hash=token.token_hash: invalidation.token_changed(token_hash))
+        transaction.on_commit(partial(invalidation.token_changed, token.token_hash))
     if audit:
         details = {
             "total_tokens": len(tokens),

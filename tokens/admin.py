@@ -1,5 +1,7 @@
 """Proxy tokens in the admin. The secret is shown once, on the page after creation; only its hash is stored."""
 
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -46,12 +48,15 @@ class TokenAddForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = Project.objects.active()
-        self.fields["project"].help_text = "Only active projects can get tokens."
-        self.fields["max_requests"].min_value = 1
+        # The model form made these fields from the model: a choice of projects and an integer.
+        project_field = cast(forms.ModelChoiceField, self.fields["project"])
+        project_field.queryset = Project.objects.active()
+        project_field.help_text = "Only active projects can get tokens."
+        cast(forms.IntegerField, self.fields["max_requests"]).min_value = 1
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("duration") == "custom":
             if not data.get("custom_minutes"):
                 self.add_error("custom_minutes", "Enter the lifetime in minutes.")
@@ -108,9 +113,9 @@ class TokenAdmin(admin.ModelAdmin):
         "deactivated_at",
     ]
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = TokenAddForm if obj is None else TokenChangeForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:

@@ -135,11 +135,11 @@ class TokenListView(AuditedManagementView):
     )
     def get(self, request):
         project_id = request.query_params.get("projectId", "")
-        tokens = Token.objects.order_by("-created_at")
+        queryset = Token.objects.order_by("-created_at")
         if project_id:
             pk = parse_uuid(project_id)
-            tokens = tokens.filter(project_id=pk) if pk else tokens.none()
-        tokens = list(tokens)
+            queryset = queryset.filter(project_id=pk) if pk else queryset.none()
+        tokens = list(queryset)
         details = {"token_count": len(tokens)}
         if project_id:
             details["filtered_by_project"] = True
@@ -205,7 +205,7 @@ class TokenDetailView(AuditedManagementView):
     def get(self, request, token_id):
         with self.audited(request, "token.read", token_id=token_id) as op:
             token = get_token_or_404(token_id)
-        op.project_id, op.token_id = token.project_id, str(token.id)
+        op.project_id, op.token_id = str(token.project_id), str(token.id)
         op.success()
         return Response(TokenSerializer(token).data)
 
@@ -232,7 +232,7 @@ class TokenDetailView(AuditedManagementView):
         with self.audited(request, "token.update", token_id=token_id) as op:
             data = parse_body(request, TokenUpdateRequest)
             token = get_token_or_404(token_id)
-            op.project_id = token.project_id
+            op.project_id = str(token.project_id)
             token = token_update(token=token, ctx=op.ctx, **data)
         return Response(TokenSerializer(token).data)
 

@@ -51,14 +51,15 @@ def token_create(*, project, duration_minutes: int, max_requests: int | None = N
 
 def _token_insert(*, project, duration_minutes: int, max_requests: int | None, ctx: AuditContext | None):
     secret = generate_token()
-    token = Token(project=project, expires_at=timezone.now() + timedelta(minutes=duration_minutes))
+    expires_at = timezone.now() + timedelta(minutes=duration_minutes)
+    token = Token(project=project, expires_at=expires_at)
     token.max_requests = max_requests or None
     token.set_secret(secret)
     token.save(force_insert=True)
     details = {
         "token_id": obfuscate_id(token.id),
         "duration_minutes": duration_minutes,
-        "expires_at": token.expires_at.isoformat(),
+        "expires_at": expires_at.isoformat(),
     }
     if token.max_requests:
         details["max_requests"] = token.max_requests

@@ -23,7 +23,7 @@ from .schema import (
     error_response,
     server_error,
 )
-from .views import ManagementAuthMixin, ManagementView
+from .views import ManagementView
 
 __all__ = [
     "METHOD_NOT_ALLOWED",
@@ -31,7 +31,6 @@ __all__ = [
     "UNAUTHORIZED",
     "APIError",
     "ErrorSerializer",
-    "ManagementAuthMixin",
     "ManagementView",
     "OpenAPIView",
     "RFC3339Field",

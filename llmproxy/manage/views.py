@@ -18,17 +18,17 @@ class JSONOnly(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class ManagementAuthMixin:
-    """For a DRF view under /manage: management-token auth, JSON errors, the reference's method handling.
+class ManagementView(APIView):
+    """Base of every /manage view."""
 
-    `failure_messages` (method -> the reference's 500 message) shapes what a database failure looks like.
-    A view that also sets `audit_actions` (method -> the audit action written as a failure on an unexpected
-    error) must provide `audit_unexpected_failure(request, action, message)`, as
-    `audit.api.AuditedManagementView` does.
-    """
+    # The docstring above is the OpenAPI description of any view that has none of its own: keep it short.
+    # Management-token auth, JSON errors, the reference's method handling. `failure_messages` (method -> the
+    # reference's 500 message) shapes what a database failure looks like. A view that also sets
+    # `audit_actions` (method -> the audit action written as a failure on an unexpected error) must provide
+    # `audit_unexpected_failure(request, action, message)`, as `audit.api.AuditedManagementView` does.
 
     authentication_classes = [ManagementTokenAuthentication]
-    permission_classes: list = []
+    permission_classes = []
     renderer_classes = [JSONRenderer]
     content_negotiation_class = JSONOnly
     metadata_class = None  # OPTIONS is not answered: 405 as in the reference
@@ -41,7 +41,3 @@ class ManagementAuthMixin:
 
     def get_exception_handler(self):
         return exception_handler
-
-
-class ManagementView(ManagementAuthMixin, APIView):
-    """Base of every /manage view."""
