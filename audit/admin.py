@@ -1,15 +1,21 @@
-"""Audit events in the admin: viewable, never added, changed or deleted (reference §8.4)."""
+"""Audit events in the admin: viewable, never added, changed or deleted (the audit log is append-only, as in the
+reference)."""
 
 import json
 import uuid
 
+from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from projects.models import Project
-
 from .models import AuditEvent
+
+
+def project_names():
+    """Project rows by name. Looked up in the app registry, not imported: the projects app depends on this one
+    (its services write audit events), so this one never imports it."""
+    return apps.get_model("projects", "Project").objects.values_list("id", "name")
 
 
 class ProjectFilter(admin.SimpleListFilter):
@@ -19,7 +25,7 @@ class ProjectFilter(admin.SimpleListFilter):
     parameter_name = "project_id"
 
     def lookups(self, request, model_admin):
-        return [(str(pk), name) for pk, name in Project.objects.order_by("name").values_list("id", "name")]
+        return [(str(pk), name) for pk, name in project_names().order_by("name")]
 
     def queryset(self, request, queryset):
         return queryset.filter(project_id=self.value()) if self.value() else queryset
@@ -80,9 +86,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         changelist = super().get_changelist_instance(request)
         events = list(changelist.result_list)
         ids = {e.project_id for e in events if e.project_id}
-        names = {
-            str(pk): name for pk, name in Project.objects.filter(pk__in=_valid_uuids(ids)).values_list("id", "name")
-        }
+        names = {str(pk): name for pk, name in project_names().filter(pk__in=_valid_uuids(ids))}
         for event in events:
             event.project_name = names.get(event.project_id, "")
         return changelist
@@ -93,7 +97,8 @@ class AuditEventAdmin(admin.ModelAdmin):
             return "-"
         name = getattr(obj, "project_name", None)
         if name is None:
-            name = Project.objects.filter(pk__in=_valid_uuids({obj.project_id})).values_list("name", flat=True).first()
+            row = project_names().filter(pk__in=_valid_uuids({obj.project_id})).first()
+            name = row[1] if row else None
         url = reverse("admin:projects_project_change", args=[obj.project_id])
         return format_html('<a href="{}" title="{}">{}</a>', url, obj.project_id, name or obj.project_id)
 

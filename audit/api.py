@@ -11,10 +11,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from llmproxy.api import UNAUTHORIZED, APIError, ManagementView, RFC3339Field, error_response, parse_uuid
+from llmproxy.manage import UNAUTHORIZED, APIError, ManagementView, RFC3339Field, error_response, parse_uuid
 
-from .logger import AuditContext, audit_log
 from .models import AuditEvent
+from .services import AuditContext, AuditedOperation, audited
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -43,6 +43,22 @@ OPTIONAL = (
 )
 _DIGITS = re.compile(r"[0-9]{1,4000}")
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:(\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+class AuditedManagementView(ManagementView):
+    """A /manage view whose operations are audited with the request's context.
+
+    `audit_actions` (method -> action) names the failure event an unexpected error (a database failure)
+    writes; `self.audited(request, action)` is the skeleton of the method's own events.
+    """
+
+    audit_actions: dict[str, str] = {}
+
+    def audited(self, request, action: str, *, project_id: str = "", token_id: str = "") -> AuditedOperation:
+        return audited(AuditContext.from_request(request), action, project_id=project_id, token_id=token_id)
+
+    def audit_unexpected_failure(self, request, action: str, message: str) -> None:
+        self.audited(request, action).failure({"error": message})
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -183,7 +199,7 @@ def filtered_events(params):
     return events
 
 
-class AuditEventListView(ManagementView):
+class AuditEventListView(AuditedManagementView):
     """The audit log, newest first (audited: audit.list, after the page is read)."""
 
     failure_messages = {"GET": "failed to list audit events"}
@@ -224,11 +240,11 @@ class AuditEventListView(ManagementView):
         }
         # Written after the page is read, so a listing never contains its own event (as in the reference).
         details = {"events_count": len(rows), "page": page, "page_size": page_size, "total_count": total}
-        audit_log("audit.list", "success", AuditContext.from_request(request), details=details)
+        self.audited(request, "audit.list").success(details)
         return Response(body)
 
 
-class AuditEventDetailView(ManagementView):
+class AuditEventDetailView(AuditedManagementView):
     """One audit event (audited: audit.show)."""
 
     failure_messages = {"GET": "failed to get audit event"}
@@ -253,5 +269,5 @@ class AuditEventDetailView(ManagementView):
         if event is None:
             raise APIError("audit event not found", 404)
         body = AuditEventSerializer(event).data
-        audit_log("audit.show", "success", AuditContext.from_request(request), details={"audit_event_id": event_id})
+        self.audited(request, "audit.show").success({"audit_event_id": event_id})
         return Response(body)

@@ -5,7 +5,7 @@ from django.utils import timezone
 
 
 class AuditEvent(models.Model):
-    """A security-relevant operation (reference §8.3), also appended to AUDIT_LOG_FILE."""
+    """A security-relevant operation, with the reference's audit table columns, also appended to AUDIT_LOG_FILE."""
 
     OUTCOMES = [(o, o) for o in ("success", "failure", "denied", "error")]
 

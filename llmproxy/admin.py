@@ -2,19 +2,14 @@
 
 Installed as `llmproxy.admin.ProxyAdminConfig` in place of `django.contrib.admin`, so `admin.site`
 (used by every `@admin.register` and by `llmproxy/urls.py`) is a `ProxyAdminSite`.
-This module is imported while the app registry loads: model imports stay inside functions.
+This module is imported while the app registry loads, and the apps import it: models are looked up in the
+registry when a page is drawn.
 """
 
+from django.apps import apps
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.db.models import Sum
-
-
-def audit_context(request):
-    """The audit context of a change made in the admin: the admin user is the actor."""
-    from audit.logger import AuditContext
-
-    return AuditContext.from_request(request, actor=f"admin:{request.user.get_username()}")
 
 
 def adopt(obj, saved) -> None:
@@ -26,14 +21,13 @@ def adopt(obj, saved) -> None:
 
 def dashboard_counts() -> dict:
     """Projects, tokens, active tokens (active and not expired) and total requests: the reference dashboard's cards."""
-    from projects.models import Project
-    from tokens.models import Token
-
+    # Named in the app registry, not imported: llmproxy sits below the apps, which import it.
+    project, token = apps.get_model("projects", "Project"), apps.get_model("tokens", "Token")
     return {
-        "projects": Project.objects.count(),
-        "tokens": Token.objects.count(),
-        "active_tokens": Token.objects.active().count(),
-        "total_requests": Token.objects.aggregate(total=Sum("request_count"))["total"] or 0,
+        "projects": project.objects.count(),
+        "tokens": token.objects.count(),
+        "active_tokens": token.objects.active().count(),
+        "total_requests": token.objects.aggregate(total=Sum("request_count"))["total"] or 0,
     }
 
 

@@ -6,7 +6,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
 
 class RequestIdMiddleware:
-    """Echo the client's X-Request-ID / X-Correlation-ID or generate them, on request and response (reference §2.1)."""
+    """Echo the client's X-Request-ID / X-Correlation-ID or generate them, on request and response, as the
+    reference's request-id middleware does for every route."""
 
     sync_capable = True
     async_capable = True

@@ -7,15 +7,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from llmproxy.admin import adopt, audit_context
-from tokens.services import tokens_revoke_for_project
+from audit.services import AuditContext
+from llmproxy.admin import adopt
+from llmproxy.services import ServiceError
 
 from .models import Project
 from .services import (
-    ProjectError,
     project_activate,
     project_create,
     project_deactivate,
+    project_revoke_tokens,
     project_update,
     validate_api_key,
 )
@@ -58,12 +59,13 @@ class ProjectForm(forms.ModelForm):
         if api_key:
             try:
                 validate_api_key(api_key)
-            except ProjectError as exc:
+            except ServiceError as exc:
                 raise forms.ValidationError(exc.message) from None
         return api_key
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("revoke_tokens") and data.get("is_active", True):
             self.add_error("revoke_tokens", "Tokens are revoked only when deactivating: untick “Active” too.")
         return data
@@ -135,7 +137,7 @@ class ProjectAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change) -> None:
-        data, ctx = form.cleaned_data, audit_context(request)
+        data, ctx = form.cleaned_data, AuditContext.from_admin(request)
         if not change:
             adopt(obj, project_create(name=data["name"], api_key=data["api_key"], ctx=ctx))
         elif form.has_changed():
@@ -151,7 +153,7 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected projects", permissions=["change"])
     def deactivate(self, request, queryset) -> None:
-        ctx = audit_context(request)
+        ctx = AuditContext.from_admin(request)
         projects = [p for p in queryset if p.is_active]
         for project in projects:
             project_deactivate(project=project, ctx=ctx)
@@ -159,21 +161,21 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Deactivate selected projects and revoke all their tokens", permissions=["change"])
     def deactivate_and_revoke(self, request, queryset) -> None:
-        ctx = audit_context(request)
+        ctx = AuditContext.from_admin(request)
         deactivated = revoked = 0
         for project in queryset:
             if project.is_active:
                 revoked += project_deactivate(project=project, revoke_tokens=True, ctx=ctx)
                 deactivated += 1
             else:
-                revoked += tokens_revoke_for_project(project=project, ctx=ctx)[0]
+                revoked += project_revoke_tokens(project=project, ctx=ctx)[0]
         self.message_user(
             request, f"Deactivated {deactivated} project(s); revoked {revoked} token(s).", messages.SUCCESS
         )
 
     @admin.action(description="Activate selected projects", permissions=["change"])
     def activate(self, request, queryset) -> None:
-        ctx = audit_context(request)
+        ctx = AuditContext.from_admin(request)
         projects = [p for p in queryset if not p.is_active]
         for project in projects:
             project_activate(project=project, ctx=ctx)
@@ -181,9 +183,9 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke all tokens of selected projects", permissions=["change"])
     def revoke_all_tokens(self, request, queryset) -> None:
-        ctx = audit_context(request)
+        ctx = AuditContext.from_admin(request)
         revoked = already = 0
         for project in queryset:
-            done, before = tokens_revoke_for_project(project=project, ctx=ctx)
+            done, before = project_revoke_tokens(project=project, ctx=ctx)
             revoked, already = revoked + done, already + before
         self.message_user(request, f"Revoked {revoked} token(s); {already} were already revoked.", messages.SUCCESS)

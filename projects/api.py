@@ -5,13 +5,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from audit.logger import AuditContext, audit_log
-from llmproxy.api import (
+from audit.api import AuditedManagementView
+from llmproxy.manage import (
     TOO_LARGE,
     UNAUTHORIZED,
     APIError,
-    FailureAudit,
-    ManagementView,
     RequestSerializer,
     RFC3339Field,
     StrictBooleanField,
@@ -22,10 +20,9 @@ from llmproxy.api import (
     parse_body,
     server_error,
 )
-from tokens.services import tokens_revoke_for_project
 
 from .models import Project
-from .services import MAX_KEY_LENGTH, MAX_NAME_LENGTH, project_create, project_update
+from .services import MAX_KEY_LENGTH, MAX_NAME_LENGTH, project_create, project_revoke_tokens, project_update
 
 PROJECT_ID = OpenApiParameter("project_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="The project's id.")
 NOT_FOUND = error_response('`{"error":"project not found"}` (also for ids that are not UUIDs).')
@@ -110,7 +107,7 @@ def get_project_or_404(project_id) -> Project:
     return get_or_404(Project.objects, project_id, "project")
 
 
-class ProjectListView(ManagementView):
+class ProjectListView(AuditedManagementView):
     """GET: every project, by name, keys obfuscated (audited: project.list). POST: create (project.create)."""
 
     failure_messages = {"GET": "failed to list projects", "POST": "failed to create project"}
@@ -124,8 +121,7 @@ class ProjectListView(ManagementView):
     )
     def get(self, request):
         projects = list(Project.objects.order_by("name"))
-        ctx = AuditContext.from_request(request)
-        audit_log("project.list", "success", ctx, details={"project_count": len(projects)})
+        self.audited(request, "project.list").success({"project_count": len(projects)})
         return Response(ProjectSerializer(projects, many=True).data)
 
     @extend_schema(
@@ -148,14 +144,13 @@ class ProjectListView(ManagementView):
         },
     )
     def post(self, request):
-        ctx = AuditContext.from_request(request)
-        with FailureAudit(ctx, "project.create"):
+        with self.audited(request, "project.create") as op:
             data = parse_body(request, ProjectCreateRequest)
-            project = project_create(name=data.get("name", ""), api_key=data.get("api_key", ""), ctx=ctx)
+            project = project_create(name=data.get("name", ""), api_key=data.get("api_key", ""), ctx=op.ctx)
         return Response(ProjectSerializer(project).data, status=201)
 
 
-class ProjectDetailView(ManagementView):
+class ProjectDetailView(AuditedManagementView):
     """One project. PATCH is audited as project.update; DELETE is always refused (project.delete, failure)."""
 
     failure_messages = {"PATCH": "failed to update project"}
@@ -202,8 +197,7 @@ class ProjectDetailView(ManagementView):
         },
     )
     def patch(self, request, project_id):
-        ctx = AuditContext.from_request(request)
-        with FailureAudit(ctx, "project.update", project_id=project_id):
+        with self.audited(request, "project.update", project_id=project_id) as op:
             check_project_id(project_id, audited=True)
             data = parse_body(request, ProjectUpdateRequest)
             if "revoke_tokens" in data and data.get("is_active") is not False:
@@ -211,7 +205,7 @@ class ProjectDetailView(ManagementView):
                     "revoke_tokens requires is_active=false",
                     audit={"validation_error": "revoke_tokens requires is_active=false"},
                 )
-            project, _ = project_update(project=get_project_or_404(project_id), ctx=ctx, **data)
+            project, _ = project_update(project=get_project_or_404(project_id), ctx=op.ctx, **data)
         return Response(ProjectSerializer(project).data)
 
     @extend_schema(
@@ -229,8 +223,7 @@ class ProjectDetailView(ManagementView):
     )
     def delete(self, request, project_id):
         details = {"error_type": "method not allowed", "reason": "project deletion is not permitted"}
-        ctx = AuditContext.from_request(request)
-        audit_log("project.delete", "failure", ctx, project_id=project_id, details=details)
+        self.audited(request, "project.delete", project_id=project_id).failure(details)
         response = error("method not allowed", 405, message="project deletion is not permitted")
         response["Allow"] = "GET, PATCH"
         return response
@@ -243,7 +236,7 @@ def check_project_id(project_id: str, *, audited: bool = False) -> None:
         raise APIError("invalid project id", 400, audit=audit)
 
 
-class ProjectTokensRevokeView(ManagementView):
+class ProjectTokensRevokeView(AuditedManagementView):
     """Revoke all active tokens of a project at once (audited: token.revoke_batch)."""
 
     failure_messages = {"POST": "failed to get project tokens"}
@@ -264,11 +257,10 @@ class ProjectTokensRevokeView(ManagementView):
         },
     )
     def post(self, request, project_id):
-        ctx = AuditContext.from_request(request)
-        with FailureAudit(ctx, "token.revoke_batch", project_id=project_id):
+        with self.audited(request, "token.revoke_batch", project_id=project_id) as op:
             if project_id == "":
                 raise APIError("invalid path", 400)
             project = get_project_or_404(project_id)
-            revoked, already = tokens_revoke_for_project(project=project, ctx=ctx)
+            revoked, already = project_revoke_tokens(project=project, ctx=op.ctx)
         body = {"revoked_count": revoked, "already_revoked_count": already, "total_tokens": revoked + already}
         return Response(body)

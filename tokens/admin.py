@@ -1,5 +1,7 @@
 """Proxy tokens in the admin. The secret is shown once, on the page after creation; only its hash is stored."""
 
+from typing import cast
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -10,7 +12,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from llmproxy.admin import adopt, audit_context
+from audit.services import AuditContext
+from llmproxy.admin import adopt
 from projects import crypto
 from projects.models import Project
 
@@ -45,12 +48,15 @@ class TokenAddForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["project"].queryset = Project.objects.active()
-        self.fields["project"].help_text = "Only active projects can get tokens."
-        self.fields["max_requests"].min_value = 1
+        # The model form made these fields from the model: a choice of projects and an integer.
+        project_field = cast(forms.ModelChoiceField, self.fields["project"])
+        project_field.queryset = Project.objects.active()
+        project_field.help_text = "Only active projects can get tokens."
+        cast(forms.IntegerField, self.fields["max_requests"]).min_value = 1
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("duration") == "custom":
             if not data.get("custom_minutes"):
                 self.add_error("custom_minutes", "Enter the lifetime in minutes.")
@@ -107,9 +113,9 @@ class TokenAdmin(admin.ModelAdmin):
         "deactivated_at",
     ]
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["form"] = TokenAddForm if obj is None else TokenChangeForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
         if obj is None:
@@ -159,7 +165,7 @@ class TokenAdmin(admin.ModelAdmin):
         return obj.status
 
     def save_model(self, request, obj, form, change) -> None:
-        data, ctx = form.cleaned_data, audit_context(request)
+        data, ctx = form.cleaned_data, AuditContext.from_admin(request)
         if not change:
             token, secret = token_create(
                 project=data["project"],
@@ -216,7 +222,7 @@ class TokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])
     def revoke(self, request, queryset) -> None:
-        ctx = audit_context(request)
+        ctx = AuditContext.from_admin(request)
         tokens = [t for t in queryset if t.is_active]
         for token in tokens:
             token_revoke(token=token, ctx=ctx)
@@ -224,7 +230,7 @@ class TokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Reactivate selected tokens", permissions=["change"])
     def reactivate(self, request, queryset) -> None:
-        ctx = audit_context(request)
+        ctx = AuditContext.from_admin(request)
         tokens = [t for t in queryset if not t.is_active]
         for token in tokens:
             token_update(token=token, is_active=True, ctx=ctx)

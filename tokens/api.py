@@ -6,13 +6,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from audit.logger import AuditContext, audit_log
-from llmproxy.api import (
+from audit.api import AuditedManagementView
+from llmproxy.manage import (
     TOO_LARGE,
     UNAUTHORIZED,
     APIError,
-    FailureAudit,
-    ManagementView,
     RequestSerializer,
     RFC3339Field,
     StrictBooleanField,
@@ -114,7 +112,7 @@ def get_token_or_404(token_id) -> Token:
     return get_or_404(Token.objects, token_id, "token")
 
 
-class TokenListView(ManagementView):
+class TokenListView(AuditedManagementView):
     """GET: tokens, newest first, obfuscated (audited: token.list). POST: mint one (token.create)."""
 
     failure_messages = {"GET": "failed to list tokens", "POST": "failed to store token"}
@@ -137,16 +135,15 @@ class TokenListView(ManagementView):
     )
     def get(self, request):
         project_id = request.query_params.get("projectId", "")
-        tokens = Token.objects.order_by("-created_at")
+        queryset = Token.objects.order_by("-created_at")
         if project_id:
             pk = parse_uuid(project_id)
-            tokens = tokens.filter(project_id=pk) if pk else tokens.none()
-        tokens = list(tokens)
+            queryset = queryset.filter(project_id=pk) if pk else queryset.none()
+        tokens = list(queryset)
         details = {"token_count": len(tokens)}
         if project_id:
             details["filtered_by_project"] = True
-        ctx = AuditContext.from_request(request)
-        audit_log("token.list", "success", ctx, project_id=project_id, details=details)
+        self.audited(request, "token.list", project_id=project_id).success(details)
         return Response(TokenSerializer(tokens, many=True).data)
 
     @extend_schema(
@@ -170,10 +167,9 @@ class TokenListView(ManagementView):
         },
     )
     def post(self, request):
-        ctx = AuditContext.from_request(request)
-        with FailureAudit(ctx, "token.create") as audit:
+        with self.audited(request, "token.create") as op:
             data = parse_body(request, TokenCreateRequest)
-            project_id = audit.project_id = data.get("project_id", "")
+            project_id = op.project_id = data.get("project_id", "")
             validate_duration(data.get("duration_minutes", 0))
             if not project_id:
                 raise APIError("project_id is required", audit={"validation_error": "missing project_id"})
@@ -182,13 +178,13 @@ class TokenListView(ManagementView):
                 project=get_project_or_404(project_id),
                 duration_minutes=data["duration_minutes"],
                 max_requests=data.get("max_requests"),
-                ctx=ctx,
+                ctx=op.ctx,
             )
         body = {"id": token.id, "token": secret, "expires_at": token.expires_at, "max_requests": token.max_requests}
         return Response(TokenCreatedSerializer(body).data)
 
 
-class TokenDetailView(ManagementView):
+class TokenDetailView(AuditedManagementView):
     """One token by id. Audited as token.read, token.update and token.revoke."""
 
     failure_messages = {"PATCH": "failed to update token", "DELETE": "failed to revoke token"}
@@ -207,10 +203,10 @@ class TokenDetailView(ManagementView):
         responses={200: TokenSerializer, 400: ID_REQUIRED, 401: UNAUTHORIZED, 404: NOT_FOUND},
     )
     def get(self, request, token_id):
-        ctx = AuditContext.from_request(request)
-        with FailureAudit(ctx, "token.read", token_id=token_id):
+        with self.audited(request, "token.read", token_id=token_id) as op:
             token = get_token_or_404(token_id)
-        audit_log("token.read", "success", ctx, project_id=token.project_id, token_id=str(token.id))
+        op.project_id, op.token_id = str(token.project_id), str(token.id)
+        op.success()
         return Response(TokenSerializer(token).data)
 
     @extend_schema(
@@ -233,12 +229,11 @@ class TokenDetailView(ManagementView):
         },
     )
     def patch(self, request, token_id):
-        ctx = AuditContext.from_request(request)
-        with FailureAudit(ctx, "token.update", token_id=token_id) as audit:
+        with self.audited(request, "token.update", token_id=token_id) as op:
             data = parse_body(request, TokenUpdateRequest)
             token = get_token_or_404(token_id)
-            audit.project_id = token.project_id
-            token = token_update(token=token, ctx=ctx, **data)
+            op.project_id = str(token.project_id)
+            token = token_update(token=token, ctx=op.ctx, **data)
         return Response(TokenSerializer(token).data)
 
     @extend_schema(
@@ -255,10 +250,9 @@ class TokenDetailView(ManagementView):
         },
     )
     def delete(self, request, token_id):
-        ctx = AuditContext.from_request(request)
-        with FailureAudit(ctx, "token.revoke", token_id=token_id):
+        with self.audited(request, "token.revoke", token_id=token_id) as op:
             token = get_token_or_404(token_id)
-        token_revoke(token=token, ctx=ctx)
+        token_revoke(token=token, ctx=op.ctx)
         response = HttpResponse(status=204)
         del response["Content-Type"]
         return response

@@ -5,8 +5,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from audit.logger import AuditContext, audit_log, obfuscate_id
+from audit.services import AuditContext, audit_log, obfuscate_id
 from llmproxy.proxy import invalidation
+from llmproxy.services import FORBIDDEN, ServiceError
 
 from .models import Token, generate_token
 
@@ -14,44 +15,22 @@ MAX_DURATION_MINUTES = 525600
 MAX_REQUESTS_LIMIT = 2147483647  # the largest value an integer column holds on every database
 
 
-class TokenError(Exception):
-    """A request the caller must fix; `status` and `code` shape the API's answer."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 400,
-        code: str = "",
-        audit_reason: str = "",
-        details: dict | None = None,
-        audited: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.audit_reason = audit_reason or message
-        self.details = details or {}  # extra audit details for the failure event
-        self.audited = audited  # the service already wrote the failure event
-
-
 def validate_duration(duration_minutes: int) -> None:
     if duration_minutes > MAX_DURATION_MINUTES:
-        raise TokenError(
+        raise ServiceError(
             "duration_minutes exceeds maximum allowed",
             audit_reason="duration exceeds maximum",
             details={"requested_duration_minutes": duration_minutes, "max_duration_minutes": MAX_DURATION_MINUTES},
         )
     if duration_minutes <= 0:
-        raise TokenError("project_id and duration_minutes are required", audit_reason="missing duration_minutes")
+        raise ServiceError("project_id and duration_minutes are required", audit_reason="missing duration_minutes")
 
 
 def validate_max_requests(max_requests: int | None) -> None:
     if max_requests is not None and max_requests < 0:
-        raise TokenError("max_requests must be >= 0", details={"requested_max_requests": max_requests})
+        raise ServiceError("max_requests must be >= 0", details={"requested_max_requests": max_requests})
     if max_requests is not None and max_requests > MAX_REQUESTS_LIMIT:
-        raise TokenError(
+        raise ServiceError(
             f"max_requests must be <= {MAX_REQUESTS_LIMIT}", details={"requested_max_requests": max_requests}
         )
 
@@ -65,21 +44,22 @@ def token_create(*, project, duration_minutes: int, max_requests: int | None = N
         reason = "cannot create tokens for inactive projects"
         details = {"error_type": "project_inactive", "reason": reason}
         audit_log("token.create", "failure", ctx, project_id=project.id, details=details)
-        raise TokenError(reason, status=403, code="project_inactive", audited=True)
+        raise ServiceError(reason, kind=FORBIDDEN, code="project_inactive", audited=True)
     with transaction.atomic():
         return _token_insert(project=project, duration_minutes=duration_minutes, max_requests=max_requests, ctx=ctx)
 
 
 def _token_insert(*, project, duration_minutes: int, max_requests: int | None, ctx: AuditContext | None):
     secret = generate_token()
-    token = Token(project=project, expires_at=timezone.now() + timedelta(minutes=duration_minutes))
+    expires_at = timezone.now() + timedelta(minutes=duration_minutes)
+    token = Token(project=project, expires_at=expires_at)
     token.max_requests = max_requests or None
     token.set_secret(secret)
     token.save(force_insert=True)
     details = {
         "token_id": obfuscate_id(token.id),
         "duration_minutes": duration_minutes,
-        "expires_at": token.expires_at.isoformat(),
+        "expires_at": expires_at.isoformat(),
     }
     if token.max_requests:
         details["max_requests"] = token.max_requests
@@ -94,7 +74,7 @@ def token_update(
     """Revoke/reactivate a token or change its quota (`max_requests=0` means unlimited)."""
     validate_max_requests(max_requests)
     if is_active is None and max_requests is None:
-        raise TokenError("no fields to update")
+        raise ServiceError("no fields to update")
     details: dict = {}
     if is_active is not None:
         token.is_active = is_active
@@ -121,25 +101,6 @@ def token_revoke(*, token: Token, ctx: AuditContext | None = None) -> bool:
     details = {"already_revoked": True} if already else {}
     audit_log("token.revoke", "success", ctx, project_id=token.project_id, token_id=str(token.id), details=details)
     return not already
-
-
-@transaction.atomic
-def tokens_revoke_for_project(*, project, ctx: AuditContext | None = None, audit: bool = True) -> tuple[int, int]:
-    """Revoke every active token of a project. Returns (revoked, already revoked)."""
-    tokens = list(Token.objects.select_for_update().filter(project=project).only("id", "token_hash", "is_active"))
-    active = [t for t in tokens if t.is_active]
-    Token.objects.filter(id__in=[t.id for t in active]).update(is_active=False, deactivated_at=timezone.now())
-    for token in active:
-        _invalidate(token)
-    if audit:
-        details = {
-            "total_tokens": len(tokens),
-            "revoked_count": len(active),
-            "already_revoked_count": len(tokens) - len(active),
-            "failed_count": 0,
-        }
-        audit_log("token.revoke_batch", "success", ctx, project_id=project.id, details=details)
-    return len(active), len(tokens) - len(active)
 
 
 def _invalidate(token: Token) -> None:

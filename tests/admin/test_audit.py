@@ -4,8 +4,8 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from audit.logger import AuditContext, audit_log
 from audit.models import AuditEvent
+from audit.services import AuditContext, audit_log
 from projects.services import project_create
 
 LIST = "/admin/audit/auditevent/"

@@ -3,6 +3,7 @@
 import re
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -42,6 +43,7 @@ def test_adding_a_token_shows_its_secret_once_with_examples(admin_client, projec
     assert "cannot be displayed again" in reloaded and token.obfuscated in reloaded
 
 
+@pytest.mark.django_db(transaction=True)  # the audit file's line is written when the transaction commits
 def test_the_secret_is_kept_nowhere_after_it_was_shown(admin_client, project, settings):
     location = admin_client.post(ADD, {"project": project.pk, "duration": "60"})["Location"]
     secret = SECRET_RE.search(admin_client.get(location).content.decode()).group()

@@ -39,8 +39,12 @@ def api(manage_client):
 
 
 @pytest.fixture
-def audit_trail():
-    """Audit events of an action, oldest first: (database rows, JSONL lines)."""
+def audit_trail(transactional_db):
+    """Audit events of an action, oldest first: (database rows, JSONL lines).
+
+    Transactional: a JSONL line is written when the transaction that made the event commits, and a plain
+    `django_db` test never commits.
+    """
 
     def read(action: str):
         rows = list(AuditEvent.objects.filter(action=action).order_by("timestamp"))

@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from audit.logger import AuditContext, audit_log
 from audit.models import AuditEvent
+from audit.services import AuditContext, audit_log
 from tests.manage.conftest import assert_json_error
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,5 @@
-"""Every management operation leaves an audit event (reference §8.2) in the database and in AUDIT_LOG_FILE."""
+"""Every management operation leaves an audit event, as the reference's audit logger does, in the database and
+in AUDIT_LOG_FILE."""
 
 import json
 import uuid
@@ -11,7 +12,8 @@ from projects.models import Project
 from tokens.models import hash_token
 from tokens.services import token_create
 
-pytestmark = pytest.mark.django_db
+# Transactional: a JSONL line is written when the transaction that made the event commits.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def jsonl_lines():

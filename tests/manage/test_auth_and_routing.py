@@ -1,4 +1,4 @@
-"""Authentication, request ids, unknown routes and wrong methods under /manage (reference §2.1)."""
+"""Authentication, request ids, unknown routes and wrong methods under /manage (as the reference answers them)."""
 
 import uuid
 

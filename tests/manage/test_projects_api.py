@@ -1,4 +1,5 @@
-"""/manage/projects: every route and error row of reference §2.2, with DESIGN's improvements."""
+"""/manage/projects: every route and every error answer of the reference's project management API, with the
+deliberate improvements (no full key in answers, 409 for a duplicate name)."""
 
 import re
 import uuid

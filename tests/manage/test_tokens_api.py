@@ -1,4 +1,5 @@
-"""/manage/tokens: every route and error row of reference §2.2 (the check order included)."""
+"""/manage/tokens: every route and every error answer of the reference's token management API (the check order
+included)."""
 
 import re
 import uuid

@@ -5,8 +5,9 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.logger import AuditContext
-from projects.services import ProjectError, project_create
+from audit.services import AuditContext
+from llmproxy.services import ServiceError
+from projects.services import project_create
 
 
 class Command(BaseCommand):
@@ -22,7 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, name: str, api_key: str, as_json: bool, **options) -> None:
         try:
             project = project_create(name=name.strip(), api_key=api_key.strip(), ctx=AuditContext(actor="cli"))
-        except ProjectError as exc:
+        except ServiceError as exc:
             raise CommandError(exc.message) from None
         if as_json:
             self.stdout.write(_as_json(project))

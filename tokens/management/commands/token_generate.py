@@ -6,9 +6,10 @@ import uuid
 
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.logger import AuditContext
+from audit.services import AuditContext
+from llmproxy.services import ServiceError
 from projects.models import Project
-from tokens.services import MAX_DURATION_MINUTES, TokenError, token_create
+from tokens.services import MAX_DURATION_MINUTES, token_create
 
 
 class Command(BaseCommand):
@@ -30,7 +31,7 @@ class Command(BaseCommand):
             token, secret = token_create(
                 project=project, duration_minutes=duration, max_requests=max_requests, ctx=AuditContext(actor="cli")
             )
-        except TokenError as exc:
+        except ServiceError as exc:
             raise CommandError(exc.message) from None
         if as_json:
             self.stdout.write(_as_json(token, secret))
