@@ -50,8 +50,12 @@ def nginx(tmp_path, proxy_server):
     assert checked.returncode == 0, checked.stderr
     process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(config)], stderr=subprocess.PIPE)
     try:
-        wait_until(lambda: socket.create_connection(("127.0.0.1", port), timeout=1).close() or True,
-                   interval=0.05, ignoring=(OSError,), message=f"nginx to listen on port {port}")  # fmt: skip
+
+        def listening() -> bool:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+
+        wait_until(listening, interval=0.05, ignoring=(OSError,), message=f"nginx to listen on port {port}")
         yield port
     finally:
         process.terminate()

@@ -31,9 +31,11 @@ def chat_event(body: bytes, content_type: str = "application/json", **headers) -
 
 
 def read_lines(path, count: int, timeout: float = 5.0) -> list[dict]:
-    lines = wait_until(lambda: path.exists() and len(path.read_text().splitlines()) >= count and path.read_text(),
-                       timeout=timeout, message=f"{count} lines in {path}")  # fmt: skip
-    return [json.loads(line) for line in lines.splitlines()]
+    def enough_lines() -> list[str] | None:
+        lines = path.read_text().splitlines() if path.exists() else []
+        return lines if len(lines) >= count else None
+
+    return [json.loads(line) for line in wait_until(enough_lines, timeout=timeout, message=f"{count} lines in {path}")]
 
 
 def test_a_chat_completion_line_has_the_reference_keys_and_decoded_bodies():
