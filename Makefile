@@ -5,7 +5,7 @@ PYTHON ?= python3
 PG_TEST_URL ?= postgres://postgres@127.0.0.1:5432/llmproxy
 PYTEST_ARGS ?=
 
-.PHONY: install run test test-sqlite test-postgres services check format bench bench-stream
+.PHONY: install run test test-sqlite test-postgres services check typecheck format bench bench-stream
 
 install: $(VENV)/.installed
 
@@ -34,9 +34,22 @@ test-postgres:
 	@echo "== tests on PostgreSQL ($(PG_TEST_URL)) =="
 	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
+# The project's packages, as mypy checks them (configured in pyproject.toml: strict on the hot path, the event
+# capture and the dispatchers).
+MYPY_PACKAGES := llmproxy projects tokens audit instrumentation dispatch
+# The packages whose mypy check is clean, run by `make check`. None yet: mypy follows imports, so a package is
+# clean only once everything it imports is, and issue 13's refactors are making them so. When
+# `make typecheck` passes, set this to $(MYPY_PACKAGES) (and add tests) and put typecheck in `make test`.
+MYPY_CLEAN :=
+
 check: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
+	$(if $(strip $(MYPY_CLEAN)),$(VENV)/bin/mypy $(MYPY_CLEAN))
+
+# mypy on every package: not yet clean, so not yet part of `make check` or `make test`.
+typecheck: install
+	$(VENV)/bin/mypy $(MYPY_PACKAGES)
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -11,6 +11,7 @@ from playwright.sync_api import expect
 from audit.logger import AuditContext
 from projects.services import project_create
 from tests.browser.conftest import admin_login
+from tests.support.waiting import wait_until
 from tokens.services import token_create, token_revoke
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -25,11 +26,14 @@ def chat(base_url: str, token: str) -> str:
 
 def wait_for_text(page, selector: str, text: str, timeout: float = 10.0) -> None:
     """Reload until `text` shows up in `selector` (for numbers the server writes a moment later)."""
-    deadline = time.monotonic() + timeout
-    while text not in page.inner_text(selector):
-        assert time.monotonic() < deadline, f"{text!r} did not appear in {selector}"
-        page.wait_for_timeout(200)
+
+    def shown() -> bool:
+        if text in page.inner_text(selector):
+            return True
         page.reload()
+        return False
+
+    wait_until(shown, timeout=timeout, interval=0.2, message=f"{text!r} to appear in {selector}")
 
 
 def test_project_token_once_proxy_then_revoke_is_refused(page, steps, proxy_server, admin_user):

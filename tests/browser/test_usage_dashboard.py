@@ -2,7 +2,6 @@
 Redis stream, its charts are drawn with the numbers (screenshots: test-artifacts/browser/<test>/)."""
 
 import re
-import time
 
 import httpx
 import openai
@@ -12,6 +11,7 @@ from playwright.sync_api import expect
 from dispatch.models import UsageRollup
 from dispatch.runner import run_cycle
 from tests.browser.conftest import admin_login
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 DASHBOARD = "/admin/dispatch/usagerollup/"
@@ -33,10 +33,8 @@ BAR_PIXELS = """id => {
 
 
 def wait_for_stream(client, key: str, count: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.xlen(key) < count:
-        assert time.monotonic() < deadline, f"only {client.xlen(key)} of {count} events reached the stream"
-        time.sleep(0.05)
+    wait_until(lambda: client.xlen(key) >= count, timeout=timeout, interval=0.05,
+               message=lambda: f"{count} events on the stream (only {client.xlen(key)} arrived)")  # fmt: skip
 
 
 def send_traffic(base_url: str, secret: str) -> None:

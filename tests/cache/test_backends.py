@@ -39,7 +39,7 @@ async def test_entries_are_scoped_per_project(cache_backend):
 
 async def test_entries_expire(cache_backend):
     await cache_backend.aset(scoped_key("p1", KEY), entry(), 0.05)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # deliberate: past the entry's 50 ms lifetime, which is what is under test
     assert await cache_backend.aget(scoped_key("p1", KEY)) is None
 
 

@@ -3,8 +3,6 @@
 import hashlib
 import json
 import socket
-import threading
-import time
 
 import openai
 import pytest
@@ -16,6 +14,7 @@ from llmproxy.proxy.cache_backends import get_backend, scoped_key
 from projects.services import project_create
 from tests.conftest import MANAGEMENT_TOKEN
 from tests.support.fake_upstream import MODELS
+from tests.support.waiting import wait_until
 from tokens.models import Token
 from tokens.services import token_create, token_update
 
@@ -225,27 +224,18 @@ def test_hits_use_no_quota_and_are_counted_as_cache_hits(proxy_server, http, pro
     assert statuses == ["stored", "hit", "hit", "hit"]
     assert http.get("/v1/models?fresh=1", headers=headers).status_code == 200  # the second counted request
     proxy_server.live.run_in_loop(usage.aflush())
-    deadline = time.monotonic() + 5  # a batch the background flush took just before may still be in flight
-    while Token.objects.get(id=token.id).cache_hit_count < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(  # a batch the background flush took just before may still be in flight
+        lambda: Token.objects.get(id=token.id).cache_hit_count >= 3, interval=0.05, message="3 cache hits counted"
+    )
     stored = Token.objects.get(id=token.id)
     assert (stored.request_count, stored.cache_hit_count) == (2, 3)
 
 
 class Collected(list):
-    def __init__(self) -> None:
-        super().__init__()
-        self.cond = threading.Condition()
+    """The events the bus hands its subscribers (list.append is atomic: no lock needed)."""
 
     def __call__(self, event) -> None:
-        with self.cond:
-            self.append(event)
-            self.cond.notify_all()
-
-    def wait_for(self, count: int) -> list:
-        with self.cond:
-            self.cond.wait_for(lambda: len(self) >= count, 1)
-        return list(self)
+        self.append(event)
 
 
 @one_backend
@@ -260,9 +250,7 @@ def test_hits_publish_no_event(proxy_server, http, auth):
         http.get("/v1/models?after=1", headers=auth),  # a miss, published after anything the hits published
     ]
     ids = [r.headers["X-Request-ID"] for r in responses]
-    deadline = time.monotonic() + 5
-    while ids[3] not in {e.request_id for e in events} and time.monotonic() < deadline:
-        events.wait_for(len(events) + 1)
+    wait_until(lambda: ids[3] in {e.request_id for e in events}, message="the miss's event")
     published = {e.request_id for e in events}
     assert ids[0] in published and ids[3] in published
     assert ids[1] not in published and ids[2] not in published

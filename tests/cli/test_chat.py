@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from aiohttp import web
@@ -14,6 +13,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from tests.support.fake_upstream import sse_chunks
+from tests.support.waiting import wait_until
 
 TOKEN = "sk-chat-secret-token-0123456789"
 
@@ -42,16 +42,20 @@ class Session:
         self.process.stdin.flush()
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if time.monotonic() > deadline or self.process.poll() is not None and not self._reader.is_alive():
+        def appeared() -> bool:
+            if text not in self.output and self.process.poll() is not None and not self._reader.is_alive():
                 raise AssertionError(f"{text!r} never appeared in:\n{self.output}\n{self.process.stderr.read()}")
-            time.sleep(0.01)
+            return text in self.output
+
+        wait_until(appeared, timeout=timeout, message=lambda: f"{text!r} to appear in:\n{self.output}")
 
     def close(self) -> int:
         self.process.stdin.close()
         code = self.process.wait(15)
         self._reader.join(5)
+        if not self._reader.is_alive():  # never close a pipe under the thread reading it
+            self.process.stdout.close()
+        self.process.stderr.close()
         return code
 
 

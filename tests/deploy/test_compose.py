@@ -48,7 +48,9 @@ def interpolate(value: str) -> str:
 
 def test_the_compose_file_is_valid_against_the_compose_specification(compose):
     schema = json.loads((Path(__file__).parent / "compose-spec.json").read_text())
-    jsonschema.Draft201909Validator(schema).validate(compose)
+    validator = jsonschema.Draft201909Validator(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(compose)]
+    assert errors == []
 
 
 def test_it_has_web_worker_beat_redis_postgres_nginx_and_optional_monitoring(services):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import DOCKER, ENTRYPOINT, container_env, free_port, pg_tables, run_entrypoint
+from tests.support.waiting import wait_until
 
 PRINT_PID = ["python", "-c", "import os; print('exec pid', os.getpid())"]
 APP_TABLES = {"projects", "tokens", "audit_events", "usage_rollups", "django_migrations"}
@@ -106,6 +107,7 @@ class DelayedForwarder:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                sock.close()  # both pumps close both ends: the second close is a no-op
 
     def stop(self) -> None:
         self.listener.close()
@@ -127,16 +129,13 @@ def test_the_entrypoint_waits_for_a_database_that_comes_up_later(tmp_path, pg_da
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def status() -> int:
         if proc.poll() is not None:
             pytest.fail(f"the web process exited with {proc.returncode}: {proc.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.status
-        except OSError:
-            time.sleep(0.2)
-    pytest.fail(f"{url} did not answer within {timeout}s")
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+
+    return wait_until(status, timeout=timeout, interval=0.2, ignoring=(OSError,), message=f"{url} to answer")
 
 
 def child_commands(pid: int) -> list[str]:

@@ -7,13 +7,13 @@ import re
 import shutil
 import socket
 import subprocess
-import time
 
 import httpx
 import pytest
 
 from tests.deploy.conftest import DOCKER, free_port
 from tests.proxy.test_body_limits import send_chunked
+from tests.support.waiting import wait_until
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="no nginx binary on this machine")
@@ -50,12 +50,12 @@ def nginx(tmp_path, proxy_server):
     assert checked.returncode == 0, checked.stderr
     process = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(config)], stderr=subprocess.PIPE)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+
+        def listening() -> bool:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+
+        wait_until(listening, interval=0.05, ignoring=(OSError,), message=f"nginx to listen on port {port}")
         yield port
     finally:
         process.terminate()

@@ -5,10 +5,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from django.conf import settings
+
+from tests.support import waiting
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -47,19 +48,26 @@ class Process:
         return "\n".join(self.lines)
 
     def wait_for(self, text: str, timeout: float = 40.0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} did not appear; output:\n{self.output}")
-            time.sleep(0.05)
+        def appeared() -> bool:
+            if text not in self.output and self.proc.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"the process exited before {text!r} appeared; output:\n{self.output}")
+            return text in self.output
+
+        wait_until(appeared, timeout, lambda: f"{text!r} to appear; output:\n{self.output}")
 
     def signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
     def wait(self, timeout: float = 40.0) -> int:
         code = self.proc.wait(timeout)
-        self._reader.join(5)
+        self._release()
         return code
+
+    def _release(self) -> None:
+        """Close the output pipe once the reader has read it to the end (never under a reading thread)."""
+        self._reader.join(5)
+        if not self._reader.is_alive():
+            self.proc.stdout.close()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -69,6 +77,7 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        self._release()
 
 
 def dispatcher(stream_key: str, *args: str, **env: str) -> Process:
@@ -76,9 +85,5 @@ def dispatcher(stream_key: str, *args: str, **env: str) -> Process:
 
 
 def wait_until(condition, timeout: float = 40.0, message="condition") -> None:
-    """Poll `condition`; on timeout fail with `message` (a string, or a callable giving details such as a log)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message() if callable(message) else message}")
-        time.sleep(0.05)
+    """The shared `wait_until` with a longer default: these tests wait on whole processes starting up."""
+    waiting.wait_until(condition, timeout=timeout, interval=0.05, message=message)

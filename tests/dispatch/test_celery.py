@@ -39,7 +39,8 @@ def test_beat_also_runs_usage_maintenance_when_the_usage_service_is_on(settings)
 def test_usage_maintenance_task_runs_without_events():
     from dispatch.tasks import usage_maintenance
 
-    usage_maintenance()  # no rollups, no tokens: nothing to do, and nothing fails
+    result = usage_maintenance.apply()  # no rollups, no tokens: nothing to do, and nothing fails
+    assert result.successful(), result.traceback
 
 
 def test_a_worker_for_a_service_without_its_key_does_not_start(settings):

@@ -14,6 +14,7 @@ from dispatch.transform import iso, run_id
 from instrumentation.bus import get_consumer
 from tests.dispatch.factories import chat_event, stream_event
 from tests.support.fake_services import HELICONE_KEY, LUNARY_KEY, TRANSIENT_EVENT_ERROR
+from tests.support.waiting import wait_until
 
 
 def drainer_for(backend, *, service="memory", consumer="c1", batch_size=100, claim_seconds=0.3, batch_wait=0.0):
@@ -145,7 +146,7 @@ def test_entries_left_pending_by_a_crashed_consumer_are_claimed_after_the_claim_
     survivor = drainer_for(backend, consumer="survivor", claim_seconds=0.3)
     survivor.run(until_idle=True)
     assert backend.sent == []  # not idle long enough yet
-    time.sleep(0.35)
+    time.sleep(0.35)  # deliberate: past the 0.3 s claim time, so the crashed reader's entries are idle enough
     survivor.last_claim = 0
     survivor.run(until_idle=True)
     assert len(backend.sent) == 3
@@ -293,7 +294,7 @@ def _deliver_times(consumer, group: str, times: int) -> None:
     """Read the entry, then claim it `times - 1` more times, as consumers that die on it each time would."""
     consumer.read(group, "crashed-0", 10, None)
     for attempt in range(1, times):
-        time.sleep(0.002)
+        time.sleep(0.002)  # deliberate: the entry must be idle at least the 1 ms the claim asks for
         assert consumer.claim(group, f"crashed-{attempt}", 1, 10)
 
 
@@ -304,7 +305,7 @@ def test_an_entry_delivered_more_than_max_deliveries_times_is_dead_lettered_with
     event = chat_event()
     stream.publish(event)
     _deliver_times(consumer, group, 5)  # five readers crashed on it; the survivor's claim is the sixth delivery
-    time.sleep(0.02)
+    time.sleep(0.02)  # deliberate: past the survivor's 0.01 s claim time
     backend = MemoryBackend()
     drainer_for(backend, consumer="survivor", claim_seconds=0.01).run(until_idle=True)
     assert backend.attempts == 0
@@ -321,7 +322,7 @@ def test_an_entry_delivered_up_to_max_deliveries_times_is_still_tried(stream):
     event = chat_event()
     stream.publish(event)
     _deliver_times(consumer, group, 4)  # the survivor's claim is the fifth delivery: one more try is allowed
-    time.sleep(0.02)
+    time.sleep(0.02)  # deliberate: past the survivor's 0.01 s claim time
     backend = MemoryBackend()
     drainer_for(backend, consumer="survivor", claim_seconds=0.01).run(until_idle=True)
     assert [p["runId"] for p in backend.sent] == [run_id(event)]
@@ -436,8 +437,7 @@ def test_a_living_consumer_keeps_the_entries_it_is_still_sending(stream):
     sending = drainer_for(slow, consumer="slow", claim_seconds=0.3)
     sender = threading.Thread(target=sending.run, kwargs={"until_idle": True})
     sender.start()
-    while stream.pending("llm-proxy-dispatchers-memory") < 3:
-        time.sleep(0.01)
+    wait_until(lambda: stream.pending("llm-proxy-dispatchers-memory") >= 3, message="the slow sender to read all 3")
     rival_backend = MemoryBackend()
     rival = drainer_for(rival_backend, consumer="rival", claim_seconds=0.3)
     while sender.is_alive():

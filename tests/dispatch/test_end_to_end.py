@@ -1,13 +1,12 @@
 """Requests through the real proxy, events over the real Redis stream, delivered to the fake services."""
 
-import time
-
 import openai
 import pytest
 
 from dispatch.runner import build_drainer
 from instrumentation.bus import reset_for_tests
 from tests.support.fake_services import HELICONE_KEY, LUNARY_KEY
+from tests.support.waiting import wait_until
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
 
@@ -29,9 +28,7 @@ def test_proxied_completions_reach_lunary_and_helicone_complete(
     ) as streamed:
         text = "".join(chunk.choices[0].delta.content or "" for chunk in streamed.parse() if chunk.choices)
     assert text == "Hello from upstream"
-    deadline = time.monotonic() + 5
-    while proxy_bus.redis.xlen(proxy_bus.key) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: proxy_bus.redis.xlen(proxy_bus.key) >= 2, message="both events on the stream")
 
     build_drainer("lunary", endpoint=f"{fake_lunary.url}/v1/runs/ingest", api_key=LUNARY_KEY).run(until_idle=True)
     build_drainer("helicone", endpoint=f"{fake_helicone.url}/oai/v1/log", api_key=HELICONE_KEY).run(until_idle=True)

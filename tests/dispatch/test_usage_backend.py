@@ -95,7 +95,7 @@ def record_with_retries(entries, attempts=200):
         try:
             return usage_record(entries)
         except OperationalError:
-            time.sleep(0.005)
+            time.sleep(0.005)  # a pause before the retry, as the drain loop makes, not a wait for readiness
     return usage_record(entries)
 
 

@@ -9,7 +9,7 @@ from instrumentation.bus.queued import EVENT_OVERHEAD_BYTES, event_size
 from instrumentation.bus.redis_streams import RedisStreamsBus
 from instrumentation.events import Event
 from tests.instrumentation.conftest import REDIS_URL
-from tests.instrumentation.own_redis import free_port
+from tests.support.redis_server import free_port
 
 MB = 1024 * 1024
 

@@ -4,7 +4,7 @@ import base64
 import gzip
 import json
 import os
-import time
+import threading
 
 import pytest
 
@@ -12,6 +12,7 @@ from instrumentation.bus import get_bus, reset_for_tests
 from instrumentation.events import Event
 from instrumentation.file_log import BINARY_PLACEHOLDER, FileEventLog, file_event_line, snake_case
 from tests.support.fake_upstream import CHAT_COMPLETION, sse_chunks
+from tests.support.waiting import wait_until
 
 CHAT_REQUEST = b'{\n  "model": "gpt-4o-mini",\n  "messages": [{"role": "user", "content": "Hi"}]\n}'
 
@@ -30,14 +31,11 @@ def chat_event(body: bytes, content_type: str = "application/json", **headers) -
 
 
 def read_lines(path, count: int, timeout: float = 5.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            lines = path.read_text().splitlines()
-            if len(lines) >= count:
-                return [json.loads(line) for line in lines]
-        time.sleep(0.01)
-    raise AssertionError(f"{path} did not get {count} lines")
+    def enough_lines() -> list[str] | None:
+        lines = path.read_text().splitlines() if path.exists() else []
+        return lines if len(lines) >= count else None
+
+    return [json.loads(line) for line in wait_until(enough_lines, timeout=timeout, message=f"{count} lines in {path}")]
 
 
 def test_a_chat_completion_line_has_the_reference_keys_and_decoded_bodies():
@@ -106,9 +104,7 @@ def test_a_write_error_is_logged_not_raised_and_the_log_recovers(tmp_path, caplo
     path.mkdir()  # a folder where the file should be: every open fails
     log = FileEventLog(path)
     log(chat_event(b"{}"))
-    deadline = time.monotonic() + 5
-    while log.dropped == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: log.dropped > 0, message="the failed write to be counted as dropped")
     assert log.dropped == 1
     assert "cannot write" in caplog.text
     path.rmdir()
@@ -135,12 +131,6 @@ async def test_file_event_log_also_works_with_the_redis_bus(redis_bus, settings,
     get_bus().publish(chat_event(b'{"id":"y"}'))
     await get_bus().stop()
     assert read_lines(tmp_path / "events.jsonl", 1)[0]["response_body"] == '{"id":"y"}'
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def strict_loads(text):
@@ -188,7 +178,7 @@ def test_a_write_failing_unexpectedly_counts_its_batch_and_the_writer_goes_on(tm
     read_lines(path, 1)
     log._file.close()  # the next write raises ValueError (I/O on a closed file), not an OSError
     log(chat_event(b'{"lost":1}'))
-    wait_for(lambda: log.dropped == 1)
+    wait_until(lambda: log.dropped == 1, message="one event dropped")
     log(chat_event(b'{"third":1}'))
     assert [line["response_body"] for line in read_lines(path, 2)] == ['{"first":1}', '{"third":1}']
     assert log.dropped == 1 and log._thread.is_alive()
@@ -224,8 +214,12 @@ def test_a_writer_that_is_behind_holds_at_most_the_byte_bound_and_counts_the_res
         log(chat_event(body))
         assert log.queued_bytes <= 1_000_000
     assert log.dropped >= 89
-    with open(path, "rb") as reader:  # unblock the writer: what was kept is written
-        wait_for(lambda: log.written + log.dropped == 100)
+    with open(path, "rb") as reader:  # unblock the writer: what was kept is written, as fast as it is read
+        received: list[bytes] = []
+        draining = threading.Thread(target=lambda: received.append(reader.read()))  # until the writer closes
+        draining.start()
+        wait_until(lambda: log.written + log.dropped == 100, message="all 100 events written or dropped")
         log.close()
-        assert reader.read().count(b"\n") == log.written
+        draining.join(10)
+        assert received[0].count(b"\n") == log.written
     assert log.queued_bytes == 0

@@ -1,6 +1,5 @@
 """A real web process with FILE_EVENT_LOG set, fed compressed bombs: its memory and the log stay bounded."""
 
-import time
 from pathlib import Path
 
 import httpx
@@ -8,6 +7,7 @@ import pytest
 
 from tests.proxy.test_processes import shared_database_url, start_daphne
 from tests.support.bombs import gzip_json_bomb
+from tests.support.waiting import wait_until
 
 MB = 1024 * 1024
 CHAT = b'{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}'
@@ -22,12 +22,8 @@ def memory_kb(pid: int, field: str) -> int:
 
 
 def wait_for_lines(path: Path, count: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_bytes().count(b"\n") >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not get {count} lines")
+    wait_until(lambda: path.exists() and path.read_bytes().count(b"\n") >= count, timeout=timeout, interval=0.05,
+               message=f"{count} lines in {path}")  # fmt: skip
 
 
 @pytest.fixture

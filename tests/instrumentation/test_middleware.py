@@ -9,6 +9,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.test import RequestFactory
 
 from instrumentation.middleware import FIRST_CHUNK_HEADER, InstrumentationMiddleware
+from tests.support.waiting import await_until
 
 rf = RequestFactory()
 REQUEST_ID = "5d0f0c63-3d8c-4a8e-9d55-2a1c0c7a6b01"
@@ -88,12 +89,14 @@ async def test_a_stream_reaches_the_client_unchanged_and_is_published_when_it_en
 async def test_a_stream_cut_by_a_client_disconnect_is_still_published(memory_bus, events):
     response = await middleware_around(lambda: streaming([b"data: 1\n\n"] * 50, delay=0.01))(chat_request())
 
+    read = []
+
     async def client_reads_then_leaves():
-        async for _chunk in response:
-            pass
+        async for chunk in response:
+            read.append(chunk)
 
     task = asyncio.create_task(client_reads_then_leaves())
-    await asyncio.sleep(0.1)
+    await await_until(lambda: len(read) >= 5, message="the client to read a few of the 50 chunks")
     task.cancel()  # what Django's ASGI handler does when the client disconnects
     with pytest.raises(asyncio.CancelledError):
         await task

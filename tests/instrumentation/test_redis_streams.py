@@ -1,6 +1,5 @@
 """The Redis Streams bus against a real Redis: XADD format, trimming, consumer groups, outages."""
 
-import asyncio
 import json
 import time
 
@@ -8,7 +7,8 @@ from instrumentation.bus import get_consumer
 from instrumentation.bus.redis_streams import RedisStreamConsumer, RedisStreamsBus
 from instrumentation.events import Event
 from tests.instrumentation.conftest import REDIS_URL, Collected
-from tests.instrumentation.own_redis import OwnRedis, free_port
+from tests.support.redis_server import OwnRedis, free_port
+from tests.support.waiting import await_until
 
 
 def event(n: int = 0, body: bytes | None = b'{"ok":true}') -> Event:
@@ -115,7 +115,7 @@ def test_a_crashed_consumers_entries_are_claimed_after_the_idle_time(redis_clien
     taken = consumer.read("file", "crashed", count=10, block_ms=50)
 
     assert consumer.claim("file", "rescuer", min_idle_ms=60_000, count=10) == []  # not idle long enough
-    time.sleep(0.06)
+    time.sleep(0.06)  # deliberate: past the 50 ms idle time the claim below asks for
     claimed = consumer.claim("file", "rescuer", min_idle_ms=50, count=10)
     assert claimed == taken
     consumers = {c["name"]: c["pending"] for c in redis_client.xinfo_consumers(stream_key, "file")}
@@ -149,7 +149,7 @@ async def test_publishing_never_waits_for_a_redis_that_is_down(stream_key):
     for n in range(20):
         bus.publish(event(n))
     assert time.perf_counter() - started < 0.5  # publish does no I/O; the bound only allows for a busy machine
-    await asyncio.sleep(0.2)
+    await await_until(lambda: not bus.connected, message="the publisher to find Redis down")
     stats = bus.stats()
     assert stats["events_published"] == 0
     assert stats["events_dropped"] == 15  # beyond the buffer's 5
@@ -163,7 +163,7 @@ async def test_events_queued_while_redis_was_down_at_start_are_written_when_it_c
     bus = bus_on(stream_key, url=redis.url)
     for n in range(10):
         bus.publish(event(n))
-    await asyncio.sleep(0.3)  # the publisher is retrying with backoff
+    await await_until(lambda: not bus.connected, message="the publisher to fail once and retry with backoff")
     redis.start()
     try:
         assert await bus.flush(within=5)

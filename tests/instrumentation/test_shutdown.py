@@ -5,11 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import httpx
 
-from tests.instrumentation.own_redis import OwnRedis, free_port
+from tests.support.redis_server import OwnRedis, free_port
+from tests.support.waiting import wait_until_serving
 
 
 def test_sigterm_writes_what_waits_in_the_buffer_before_the_process_exits(tmp_path):
@@ -34,12 +34,7 @@ def test_sigterm_writes_what_waits_in_the_buffer_before_the_process_exits(tmp_pa
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
-            for _ in range(200):
-                try:
-                    http.get("/live")
-                    break
-                except httpx.TransportError:
-                    time.sleep(0.05)
+            wait_until_serving(f"http://127.0.0.1:{port}")
             # Preflights need neither a token nor the database, and each one is an event.
             headers = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST"}
             ids = [http.options("/v1/chat/completions", headers=headers).headers["X-Request-ID"] for _ in range(5)]

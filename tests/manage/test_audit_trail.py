@@ -3,6 +3,7 @@ in AUDIT_LOG_FILE."""
 
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -133,7 +134,7 @@ def test_no_response_or_audit_record_carries_a_full_key_or_token_or_hash(api, pr
         api.get(f"/manage/tokens/{minted.json()['id']}").content.decode(),
         api.get("/manage/audit").content.decode(),
     ]
-    texts.append(open(settings.AUDIT_LOG_FILE, encoding="utf-8").read())
+    texts.append(Path(settings.AUDIT_LOG_FILE).read_text(encoding="utf-8"))
     for text in texts:
         assert "very-secret" not in text and token not in text and token_hash not in text
 

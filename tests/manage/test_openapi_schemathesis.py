@@ -34,6 +34,8 @@ def some_data(transactional_db):
 def test_management_api_conforms_to_its_schema(case, some_data):
     # DELETE /manage/projects/{id} is documented only to say it is always 405 (as in the reference).
     refused_on_purpose = case.method == "DELETE" and case.path == "/manage/projects/{project_id}"
+    # call_and_validate is schemathesis' assertion: it sends the case and fails the test, naming the check and
+    # the response, when any of its checks (status documented, body matches the schema, no 500) does not hold.
     case.call_and_validate(
         excluded_checks=[positive_data_acceptance] if refused_on_purpose else [],
     )

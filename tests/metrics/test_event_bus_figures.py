@@ -1,6 +1,5 @@
 """/metrics and /metrics/prometheus show the publish buffer (events, bytes), the bus's connection and group lag."""
 
-import asyncio
 import logging
 import socket
 import uuid
@@ -12,8 +11,9 @@ from instrumentation import metrics_dispatch
 from instrumentation.bus import get_bus, reset_for_tests
 from instrumentation.bus.queued import EVENT_OVERHEAD_BYTES
 from instrumentation.events import Event
-from tests.instrumentation.own_redis import OwnRedis
 from tests.metrics.conftest import Scrape
+from tests.support.redis_server import OwnRedis
+from tests.support.waiting import await_until
 
 
 def event(n: int) -> Event:
@@ -35,13 +35,6 @@ async def figures(async_client) -> tuple[dict, Scrape]:
     body = (await async_client.get("/metrics")).json()
     text = (await async_client.get("/metrics/prometheus")).content.decode()
     return body["event_bus"], Scrape(text)
-
-
-async def wait_until(condition, within: float = 5.0) -> None:
-    for _ in range(int(within / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -75,7 +68,7 @@ async def test_events_waiting_while_redis_is_down_are_shown_then_written_when_it
     bus = bus_on_own_redis
     for n in range(20):
         bus.publish(event(n))
-    await wait_until(lambda: not bus.connected)
+    await await_until(lambda: not bus.connected, interval=0.02, message="the bus to see Redis is down")
 
     shown, scrape = await figures(async_client)
     # All 20 are in the batch the publisher holds while it retries: the held batch counts as waiting.
@@ -109,7 +102,7 @@ async def test_events_past_the_byte_bound_are_dropped_and_counted_in_both_endpoi
     before = (await async_client.get("/metrics")).json()["events_dropped"]
     for n in range(8):
         bus.publish(event(n))
-    await wait_until(lambda: not bus.connected)
+    await await_until(lambda: not bus.connected, interval=0.02, message="the bus to see Redis is down")
 
     body = (await async_client.get("/metrics")).json()
     assert body["events_dropped"] - before == 3

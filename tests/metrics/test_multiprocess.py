@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 
 from tests.metrics.conftest import Scrape
+from tests.support.waiting import wait_until_serving
 
 # What a Celery worker does: count, then keep running (its live gauges stay until it exits).
 WORKER = """
@@ -66,25 +67,13 @@ def start_web(start) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def wait_until_live(url: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/live").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not start")
-
-
 def test_a_web_worker_serves_the_totals_of_every_process_sharing_the_folder(environment):
     start, folder = environment
     web = start_web(start)
     workers = [start("-c", WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(2)]
     for worker in workers:
         assert worker.stdout.readline().strip() == "ready"
-    wait_until_live(web)
+    wait_until_serving(web)
     for _ in range(3):
         assert httpx.get(web + "/health").status_code == 200
 
@@ -136,16 +125,14 @@ django.setup()
 from instrumentation import metrics_runtime
 from instrumentation.bus import get_bus
 from instrumentation.events import Event
+from tests.support.waiting import await_until
 
 async def main():
     bus = get_bus()
     for n in range(5):
         bus.publish(Event(request_id=str(n), method="POST", path="/v1/chat/completions", status=200,
                           duration_ns=1, request_body=b"q" * 1000, response_body=b"a" * 5000))
-    for _ in range(500):
-        if not bus.connected:
-            break
-        await asyncio.sleep(0.02)
+    await await_until(lambda: not bus.connected, timeout=10, interval=0.02, message="the bus to see Redis is down")
     metrics_runtime.refresh()  # what its heartbeat does every few seconds
     print("ready", flush=True)
     await asyncio.to_thread(sys.stdin.read)
@@ -164,7 +151,7 @@ def test_events_waiting_in_every_process_are_summed_and_one_disconnected_bus_sho
     publishers.append(start("-c", PUBLISHER, closed, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
     for publisher in publishers:
         assert publisher.stdout.readline().strip() == "ready"
-    wait_until_live(web)
+    wait_until_serving(web)
 
     scrape = Scrape(httpx.get(web + "/metrics/prometheus").text)
     assert scrape.value("llm_proxy_event_buffer_events") == 10

@@ -2,15 +2,13 @@
 
 import asyncio
 import contextlib
-import socket
-import subprocess
-import time
 
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import OperationalError, connection
 
+from tests.support.redis_server import OwnRedis
 from tokens.services import token_create
 
 
@@ -86,22 +84,8 @@ def database_down():
 
 
 @pytest.fixture
-def own_redis(tmp_path):
+def own_redis():
     """A private redis-server on a free port (so that stopping it disturbs nobody else)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                break
-        except OSError:
-            time.sleep(0.05)
-    yield process, url
-    process.kill()
-    process.wait()
+    server = OwnRedis().start()
+    yield server
+    server.stop()

@@ -10,7 +10,6 @@ import select
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -18,6 +17,7 @@ import pytest
 
 from tests.conftest import MANAGEMENT_TOKEN, write_provider_config
 from tests.proxy.test_processes import free_port, shared_database_url
+from tests.support.waiting import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 UVICORN = str(Path(sys.executable).with_name("uvicorn"))
@@ -47,15 +47,7 @@ def uvicorn_server(tmp_path, transactional_db):
     argv += ["--loop", "uvloop", "--http", "httptools", "--lifespan", "on", "--no-access-log"]
     process = subprocess.Popen(argv, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/live", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise AssertionError(f"uvicorn did not start: {process.stderr.read().decode()[-2000:]}") from None
-                time.sleep(0.1)
+        wait_until_serving(f"http://127.0.0.1:{port}", process)
         yield process, port
     finally:
         process.terminate()  # a graceful stop closes its database connections before the test database goes

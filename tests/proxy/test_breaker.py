@@ -48,7 +48,7 @@ def test_consecutive_upstream_failures_open_the_breaker_for_the_cooldown(breaker
     assert rejected.headers["x-request-id"]
     assert http.post("/v1/chat/completions", headers=auth, json={"model": "m"}).status_code == 503
     assert proxy_server.upstream.requests == []
-    time.sleep(0.6)
+    time.sleep(0.6)  # deliberate: past the 0.5 s cooldown, after which the breaker lets requests through again
     assert http.get("/v1/models", headers=auth).status_code == 200
 
 
@@ -103,7 +103,7 @@ def test_a_client_that_leaves_before_the_answer_is_not_an_upstream_failure(break
     for _ in range(4):
         with pytest.raises(httpx.ReadTimeout):
             httpx.get(proxy_server.url + "/v1/slow", headers=auth, timeout=0.2)
-    time.sleep(0.2)
+    time.sleep(0.2)  # deliberate: time for a cancelled request to be (wrongly) counted as a failure
     assert breaker.tracked() == 0
     assert http.get("/v1/models", headers=auth).status_code == 200
 

@@ -108,7 +108,7 @@ def test_token_expiring_while_cached_is_refused(http, auth, token_pair):
     assert http.get("/v1/models", headers=auth).status_code == 200
     import time
 
-    time.sleep(1.1)
+    time.sleep(1.1)  # deliberate: past the token's expiry, while its cache entry is still fresh
     assert http.get("/v1/models", headers=auth).status_code == 401
 
 

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import zlib
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from instrumentation.bus import get_bus, reset_for_tests
 from tests.conftest import MANAGEMENT_TOKEN, write_provider_config
 from tests.instrumentation.conftest import Collected
 from tests.proxy.test_processes import ROOT, free_port, shared_database_url
+from tests.support.waiting import wait_until_serving
 
 MB = 1024 * 1024
 CHUNK = b"x" * 65536
@@ -115,15 +115,8 @@ def start_server(kind: str, tmp_path, database_url: str, upstream_url: str) -> t
     command = [*SERVERS[kind](port), "llmproxy.asgi:application"]
     process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            httpx.get(url + "/live", timeout=1)
-            return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"{kind} did not start: {process.stderr.read().decode()[-2000:]}")
+    wait_until_serving(url, process)
+    return process, url
 
 
 @pytest.fixture(params=list(SERVERS))

@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -16,6 +15,7 @@ from django.db import connection
 
 from tests.conftest import MANAGEMENT_TOKEN, write_provider_config
 from tests.support.fake_upstream import sse_chunks
+from tests.support.waiting import wait_until, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 DAPHNE = str(Path(sys.executable).with_name("daphne"))
@@ -70,15 +70,8 @@ def start_daphne(tmp_path, database_url: str, upstream_url: str, **env) -> tuple
         cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            httpx.get(url + "/live", timeout=1)
-            return process, url
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"daphne did not start: {process.stderr.read().decode()[-2000:]}")
+    wait_until_serving(url, process)
+    return process, url
 
 
 @pytest.fixture
@@ -117,9 +110,16 @@ def test_daphne_finishes_in_flight_streams_and_flushes_counters_on_sigterm(
     client.start()
     assert first_chunk.wait(15)
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
-    with pytest.raises(httpx.ConnectError):  # no new work is accepted while draining
-        httpx.get(url + "/live", timeout=2)
+
+    def refuses_new_connections() -> bool:
+        try:
+            httpx.get(url + "/live", timeout=2)
+        except httpx.ConnectError:
+            return True
+        return False
+
+    wait_until(refuses_new_connections, timeout=5, message="daphne to refuse new connections after SIGTERM")
+    assert client.is_alive()  # no new work is accepted while draining: the stream is still in flight
     client.join(30)
     assert failure == []
     assert b"".join(received) == "".join(events).encode()
@@ -131,21 +131,27 @@ def test_revocation_reaches_another_web_process_within_a_second(
     transactional_db, tmp_path, fake_upstream, token_pair, own_redis, servers
 ):
     database_url = shared_database_url(tmp_path)
-    redis_addr = own_redis[1].removeprefix("redis://").removesuffix("/0")
+    redis_addr = own_redis.url.removeprefix("redis://").removesuffix("/0")
     env = {"HTTP_CACHE_BACKEND": "redis", "HTTP_CACHE_ENABLED": "false", "REDIS_ADDR": redis_addr}
     (a, url_a), (b, url_b) = (start_daphne(tmp_path, database_url, fake_upstream.url, **env) for _ in range(2))
     servers.extend([a, b])
     auth = {"Authorization": f"Bearer {token_pair[1]}"}
     for url in (url_a, url_b):  # both processes now hold the token in their caches
         assert httpx.get(url + "/v1/models", headers=auth).status_code == 200
-    time.sleep(0.5)  # both listeners subscribed
+    wait_until(  # both processes' invalidation listeners subscribed (the channel name is the proxy's own)
+        lambda: dict(own_redis.client().pubsub_numsub("llm-proxy:invalidate")).get("llm-proxy:invalidate") == 2,
+        timeout=10,
+        message="both web processes to subscribe to the invalidation channel",
+    )
 
     revoked = httpx.delete(
         f"{url_a}/manage/tokens/{token_pair[0].id}", headers={"Authorization": f"Bearer {MANAGEMENT_TOKEN}"}
     )
     assert revoked.status_code in (200, 204), revoked.text
-    started = time.monotonic()
-    while httpx.get(url_b + "/v1/models", headers=auth).status_code == 200:
-        assert time.monotonic() - started < 1.0, "process B still accepts the revoked token"
-        time.sleep(0.02)
+    wait_until(
+        lambda: httpx.get(url_b + "/v1/models", headers=auth).status_code != 200,
+        timeout=1.0,
+        interval=0.02,
+        message="process B to refuse the revoked token",
+    )
     assert httpx.get(url_a + "/v1/models", headers=auth).status_code == 401

@@ -8,6 +8,7 @@ import pytest
 
 from projects.services import project_update
 from tests.proxy.conftest import database_queries
+from tests.support.waiting import wait_until
 from tokens.models import Token
 from tokens.services import token_revoke
 
@@ -60,39 +61,29 @@ def test_deactivating_a_project_or_changing_its_key_takes_effect_at_once(http, a
 @pytest.fixture
 def redis_invalidation(settings, own_redis):
     settings.REDIS_CONFIGURED = True
-    settings.REDIS_URL = own_redis[1]
-    return own_redis[0]
-
-
-def wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
+    settings.REDIS_URL = own_redis.url
+    return own_redis
 
 
 def test_a_published_invalidation_clears_the_cache(redis_invalidation, http, auth, token_pair):
     from llmproxy.proxy import invalidation
 
-    assert wait_for(invalidation.is_trusted, 3)
+    wait_until(invalidation.is_trusted, timeout=3, interval=0.05)
     assert http.get("/v1/models", headers=auth).status_code == 200
     Token.objects.filter(id=token_pair[0].id).update(is_active=False)  # behind the cache's back...
     assert http.get("/v1/models", headers=auth).status_code == 200  # ...so still served from the cache
     invalidation._publish({"token": token_pair[0].token_hash})  # what another process's revocation sends
-    assert wait_for(lambda: http.get("/v1/models", headers=auth).status_code == 401, 1)
+    wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 401, timeout=1, interval=0.05)
 
 
 def test_redis_going_away_never_breaks_serving_and_shortens_cache_trust(redis_invalidation, http, auth, token_pair):
     from llmproxy.proxy import invalidation
 
-    assert wait_for(invalidation.is_trusted, 3)
+    wait_until(invalidation.is_trusted, timeout=3, interval=0.05)
     assert http.get("/v1/models", headers=auth).status_code == 200
-    redis_invalidation.kill()
-    redis_invalidation.wait()
-    assert wait_for(lambda: not invalidation.is_trusted(), 3)
+    redis_invalidation.stop()
+    wait_until(lambda: not invalidation.is_trusted(), timeout=3, interval=0.05)
     assert http.get("/v1/models", headers=auth).status_code == 200
     Token.objects.filter(id=token_pair[0].id).update(is_active=False)  # a change nobody could announce
-    assert wait_for(lambda: http.get("/v1/models", headers=auth).status_code == 401, 1.5)
+    wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 401, timeout=1.5, interval=0.05)
     token_revoke(token=Token.objects.get(id=token_pair[0].id))  # publishing fails quietly

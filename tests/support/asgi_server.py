@@ -11,6 +11,8 @@ import threading
 
 import uvicorn
 
+from tests.support.waiting import wait_until
+
 
 class LiveASGIServer:
     def __init__(self, app) -> None:
@@ -55,10 +57,8 @@ class LiveASGIServer:
         self._thread = threading.Thread(target=serve, daemon=True, name="asgi-live-server")
         self._thread.start()
         started.wait(10)
-        for _ in range(1000):  # until uvicorn ran the lifespan start-up and listens
-            if self._server.started or not self._thread.is_alive():
-                break
-            threading.Event().wait(0.01)
+        # Until uvicorn ran the lifespan start-up and listens (or its thread died: reported below).
+        wait_until(lambda: self._server.started or not self._thread.is_alive(), timeout=10, message="uvicorn to start")
         if not self._server.started:
             raise RuntimeError("the ASGI test server did not start (see the log above)")
         return self

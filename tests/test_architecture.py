@@ -1,0 +1,269 @@
+"""Checks of the code's shape that anyone can run: every module imports in any order, the project's packages
+import each other without cycles, and per-process state sits only in modules that are allowed to hold it.
+
+The packages are found from INSTALLED_APPS (the local ones, plus `llmproxy`), so a new app is checked without
+editing this file. The allow-lists below record today's debt; each entry says why it is there, and a test fails
+when an entry is no longer needed, so the lists only ever shrink.
+"""
+
+import ast
+import json
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(settings.BASE_DIR)
+
+# Imports that close a cycle between packages today, as (importer, imported): each goes against the layering
+# (`llmproxy` on top, wiring the apps; the hot path `llmproxy.proxy` above projects, tokens and instrumentation;
+# dispatch above instrumentation; tokens above projects; audit at the bottom). Removing them all leaves no cycle.
+ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {
+    ("audit", "llmproxy"): "audit.api uses llmproxy/api.py; being removed by issue 13's move of the management-API "
+    "framework into its own package",
+    (
+        "projects",
+        "llmproxy",
+    ): "projects.api and projects.admin use llmproxy/api.py and llmproxy/admin.py; being removed "
+    "by issue 13's move of the management-API framework into its own package",
+    ("tokens", "llmproxy"): "tokens.api and tokens.admin use llmproxy/api.py and llmproxy/admin.py; being removed by "
+    "issue 13's move of the management-API framework into its own package",
+    ("llmproxy.proxy", "llmproxy"): "hooks registered in llmproxy/lifecycle.py, and cache_api on llmproxy/api.py; "
+    "being removed by issue 13's owner objects started in one place and its move of cache purge beside the cache",
+    ("instrumentation", "llmproxy"): "the bus and metrics_runtime register llmproxy/lifecycle.py hooks at import; "
+    "being removed by issue 13's owner objects started in one place",
+    ("instrumentation", "dispatch"): "file_log imports dispatch/transform.py's body helpers; being removed by issue "
+    "13's move of the body helpers to a module both import",
+    ("projects", "tokens"): "project services revoke their tokens through tokens.services; being removed by issue "
+    "13's refactor of the projects <-> tokens cycle",
+    ("projects", "llmproxy.proxy"): "project services announce changes through llmproxy/proxy/invalidation.py; "
+    "being removed by issue 13's InvalidationListener refactor",
+    ("tokens", "llmproxy.proxy"): "token services announce changes through llmproxy/proxy/invalidation.py; being "
+    "removed by issue 13's InvalidationListener refactor",
+    ("audit", "projects"): "audit's admin looks projects up by id to show their names; being removed by issue 13's "
+    "audit service refactor",
+}
+
+# Modules that hold per-process state in module globals, assigned through `global` statements today.
+ALLOWED_GLOBALS: dict[str, str] = {
+    "llmproxy.proxy.auth": "being removed by issue 13's refactor of the token cache into an owner object",
+    "llmproxy.proxy.cache": "being removed by issue 13's refactor of the HTTP cache's state into an owner object",
+    "llmproxy.proxy.cache_backends": "being removed by issue 13's refactor of the cache backend into an owner object",
+    "llmproxy.proxy.invalidation": "being removed by issue 13's refactor into an InvalidationListener object",
+    "llmproxy.proxy.providers": "being removed by issue 13's refactor of the provider config into an owner object",
+    "llmproxy.proxy.relay": "being removed by issue 13's refactor of the relay's clock into an owner object",
+    "llmproxy.proxy.usage": "being removed by issue 13's refactor into a UsageBatcher object",
+    "instrumentation.bus": "being removed by issue 13's refactor of the event bus into an object started in one place",
+    "instrumentation.middleware": "being removed by issue 13's refactor of the middleware's stamp cache",
+}
+
+
+# --- what the project is made of ------------------------------------------------------------------------
+
+
+def _package_of(dotted: str) -> str | None:
+    """The longest prefix of `dotted` that is a package directory of this repository, if any."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        if (ROOT.joinpath(*parts[:end]) / "__init__.py").is_file():
+            return ".".join(parts[:end])
+    return None
+
+
+def graph_nodes() -> list[str]:
+    """`llmproxy` and every local app of INSTALLED_APPS (an app inside another package is a node of its own)."""
+    local = {_package_of(entry) for entry in settings.INSTALLED_APPS}
+    return sorted({"llmproxy"} | {name for name in local if name})
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the top-level packages of `graph_nodes()`, by dotted name."""
+    modules = {}
+    for top in sorted({node.split(".")[0] for node in graph_nodes()}):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if "__pycache__" in parts:
+                continue
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imported_modules(name: str, path: Path, known: set[str]) -> set[str]:
+    """What the module imports anywhere in its body (module level and inside functions), as dotted names."""
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = name.split(".") if is_package else name.split(".")[:-1]
+                base = package[: len(package) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            for alias in node.names:  # `from package import module` imports the module
+                found.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in known else target)
+    return found
+
+
+def node_of(module: str, nodes: list[str]) -> str | None:
+    matches = [node for node in nodes if module == node or module.startswith(node + ".")]
+    return max(matches, key=len) if matches else None
+
+
+def package_graph() -> dict[str, set[str]]:
+    nodes = graph_nodes()
+    modules = project_modules()
+    graph: dict[str, set[str]] = {node: set() for node in nodes}
+    for name, path in modules.items():
+        source = node_of(name, nodes)
+        for target in imported_modules(name, path, set(modules)):
+            destination = node_of(target, nodes)
+            if source and destination and destination != source:
+                graph[source].add(destination)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as a closed path (first node repeated at the end), or None when it is acyclic."""
+    state: dict[str, str] = {}  # "open" while on the current path, "done" once fully explored
+
+    def walk(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for following in sorted(graph.get(node, ())):
+            if state.get(following) == "open":
+                return [*path[path.index(following) :], following]
+            if following not in state and (cycle := walk(following, [*path, following])):
+                return cycle
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := walk(start, [start])):
+            return cycle
+    return None
+
+
+def without(graph: dict[str, set[str]], edges: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    return {node: {t for t in targets if (node, t) not in edges} for node, targets in graph.items()}
+
+
+# --- imports in any order --------------------------------------------------------------------------------
+
+IMPORT_ALL = """
+import importlib, json, sys, traceback
+import django
+django.setup()
+failed = {}
+for name in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(name)
+    except BaseException:
+        failed[name] = traceback.format_exc(limit=-3)
+print(json.dumps(failed))
+"""
+
+
+def orders() -> dict[str, list[str]]:
+    names = sorted(project_modules())
+    shuffled = {f"shuffled (seed {seed})": random.Random(seed).sample(names, len(names)) for seed in (1, 2, 3)}
+    return {"alphabetical": names, "reversed": names[::-1], **shuffled}
+
+
+def test_the_packages_checked_include_every_local_app():
+    assert {"llmproxy", "llmproxy.proxy", "projects", "tokens", "audit", "instrumentation", "dispatch"} <= set(
+        graph_nodes()
+    )
+    assert len(project_modules()) > 50
+
+
+@pytest.mark.slow
+def test_every_module_imports_in_a_fresh_process_whatever_the_order():
+    # As a server is started: llmproxy/asgi.py refuses to import without a MANAGEMENT_TOKEN, on purpose.
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmproxy.settings", "PYTHONPATH": str(ROOT)}
+    env.setdefault("MANAGEMENT_TOKEN", "architecture-test-management-token")
+    # Warnings at import time are errors too, except ResourceWarning (see pyproject.toml's filterwarnings).
+    command = [sys.executable, "-W", "error", "-W", "default::ResourceWarning", "-c", IMPORT_ALL]
+    runs = {  # one process per order, all at once
+        label: subprocess.Popen([*command, json.dumps(names)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for label, names in orders().items()
+    }
+    results = {label: (process.communicate(timeout=120)[0], process.returncode) for label, process in runs.items()}
+    for label, (out, code) in results.items():
+        assert code == 0, f"{label}: the importing process failed"
+        assert json.loads(out.strip().splitlines()[-1]) == {}, f"{label}: modules that failed to import"
+
+
+def test_manage_py_check_passes_with_warnings_as_errors():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmproxy.settings"}
+    checked = subprocess.run(
+        [sys.executable, "-W", "error", "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, checked.stderr
+    assert "no issues" in checked.stdout
+
+
+# --- package cycles --------------------------------------------------------------------------------------
+
+
+def test_the_packages_import_each_other_without_cycles_beyond_the_allowed_imports():
+    cycle = find_cycle(without(package_graph(), ALLOWED_CYCLE_EDGES))
+    assert cycle is None, f"an import cycle between packages: {' -> '.join(cycle)} (break it, or justify an edge)"
+
+
+def test_every_allowed_import_still_closes_a_cycle_so_the_list_only_shrinks():
+    graph = package_graph()
+    stale = [
+        (importer, imported)
+        for importer, imported in ALLOWED_CYCLE_EDGES
+        if imported not in graph[importer] or not _closes_a_cycle(graph, importer, imported)
+    ]
+    assert stale == [], "these imports no longer close a cycle: remove them from ALLOWED_CYCLE_EDGES"
+
+
+def _closes_a_cycle(graph: dict[str, set[str]], importer: str, imported: str) -> bool:
+    """Whether `imported` leads back to `importer`."""
+    seen, todo = set(), [imported]
+    while todo:
+        node = todo.pop()
+        if node == importer:
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(graph.get(node, ()))
+    return False
+
+
+def test_the_cycle_finder_sees_a_cycle_hidden_in_a_function_level_import(tmp_path):
+    module = tmp_path / "late.py"
+    module.write_text("def f():\n    from b.models import Thing\n    return Thing\n")
+    assert imported_modules("a.late", module, set()) == {"b.models"}
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle(without({"a": {"b"}, "b": {"c"}, "c": {"a"}}, {("c", "a"): ""})) is None
+
+
+# --- module globals --------------------------------------------------------------------------------------
+
+
+def modules_with_global_statements() -> set[str]:
+    return {
+        name
+        for name, path in project_modules().items()
+        if any(isinstance(node, ast.Global) for node in ast.walk(ast.parse(path.read_text(), str(path))))
+    }
+
+
+def test_no_global_statement_outside_the_allowed_modules():
+    unexpected = modules_with_global_statements() - set(ALLOWED_GLOBALS)
+    assert unexpected == set(), "module state belongs to an owner object (or justify it in ALLOWED_GLOBALS)"
+
+
+def test_every_allowed_global_module_still_has_one_so_the_list_only_shrinks():
+    gone = set(ALLOWED_GLOBALS) - modules_with_global_statements()
+    assert gone == set(), "these modules no longer use `global`: remove them from ALLOWED_GLOBALS"
