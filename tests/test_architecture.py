@@ -39,14 +39,10 @@ ALLOWED_CYCLE_EDGES: dict[tuple[str, str], str] = {
     "being removed by issue 13's owner objects started in one place",
     ("instrumentation", "dispatch"): "file_log imports dispatch/transform.py's body helpers; being removed by issue "
     "13's move of the body helpers to a module both import",
-    ("projects", "tokens"): "project services revoke their tokens through tokens.services; being removed by issue "
-    "13's refactor of the projects <-> tokens cycle",
     ("projects", "llmproxy.proxy"): "project services announce changes through llmproxy/proxy/invalidation.py; "
     "being removed by issue 13's InvalidationListener refactor",
     ("tokens", "llmproxy.proxy"): "token services announce changes through llmproxy/proxy/invalidation.py; being "
     "removed by issue 13's InvalidationListener refactor",
-    ("audit", "projects"): "audit's admin looks projects up by id to show their names; being removed by issue 13's "
-    "audit service refactor",
 }
 
 # Modules that hold per-process state in module globals, assigned through `global` statements today.
