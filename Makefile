@@ -37,15 +37,15 @@ test-postgres:
 # The project's packages, as mypy checks them (configured in pyproject.toml: strict on the hot path, the event
 # capture and the dispatchers).
 MYPY_PACKAGES := llmproxy projects tokens audit instrumentation dispatch
-# The packages whose mypy check is clean, run by `make check`. None yet: mypy follows imports, so a package is
-# clean only once everything it imports is, and issue 13's refactors are making them so. When
-# `make typecheck` passes, set this to $(MYPY_PACKAGES) (and add tests) and put typecheck in `make test`.
-MYPY_CLEAN :=
+# The packages whose mypy check is clean, run by `make check`. mypy follows imports, so each is checked with
+# --follow-imports=silent: errors are reported only in the listed packages, not in what they import. When
+# `make typecheck` passes, set this to $(MYPY_PACKAGES) and put typecheck in `make test`.
+MYPY_CLEAN := projects tokens audit llmproxy/manage llmproxy/services.py
 
 check: install
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(if $(strip $(MYPY_CLEAN)),$(VENV)/bin/mypy $(MYPY_CLEAN))
+	$(if $(strip $(MYPY_CLEAN)),$(VENV)/bin/mypy --follow-imports=silent $(MYPY_CLEAN))
 
 # mypy on every package: not yet clean, so not yet part of `make check` or `make test`.
 typecheck: install
