@@ -24,7 +24,7 @@ def drain_service(service: str) -> int:
 @shared_task(name="dispatch.tasks.usage_maintenance", ignore_result=True, soft_time_limit=60, time_limit=90)
 def usage_maintenance() -> None:
     """Fold new cache hits into the usage rollups and apply USAGE_RETENTION_DAYS, even when no event flows."""
-    from dispatch.usage import usage_cleanup, usage_sample_cache_hits
+    from usage.rollups import usage_cleanup, usage_sample_cache_hits
 
     usage_sample_cache_hits()
     usage_cleanup()

@@ -1,15 +1,15 @@
 """FILE_EVENT_LOG: every event of this process appended to a JSONL file (the reference's --file-event-log).
 
 An in-process subscriber of the bus (in-memory or Redis Streams alike). The line format is the
-reference's (§6.2): snake_case keys, bodies decoded (gzip/br undone, compact JSON, an OpenAI
+reference's file-event-log object: snake_case keys, bodies decoded (gzip/br undone, compact JSON, an OpenAI
 stream merged into one completion), `token_usage` from the upstream's `usage`, binary bodies
 replaced unless LOG_BINARY_RESPONSES. Fixed against the reference: `request_id` is always the
 event's (the reference lets a random id overwrite it), and a binary body kept by
 LOG_BINARY_RESPONSES is base64, not mangled text.
 
-Bodies are decoded by `dispatch.transform`, so no decompression produces more than
+Bodies are decoded by `instrumentation.bodies`, so no decompression produces more than
 OBSERVABILITY_MAX_DECODED_BYTES (a cut body is written as text and named in the line's `truncated`), and
-lines are encoded by `dispatch.jsonsafe`, so lone surrogates, NaN or deep nesting still give valid JSON.
+lines are encoded by `instrumentation.jsonsafe`, so lone surrogates, NaN or deep nesting still give valid JSON.
 
 Formatting and file I/O happen on a writer thread fed by a bounded queue, so the event loop never
 waits on the disk. Each write is flushed; an event that cannot be formatted or written is logged and
@@ -24,11 +24,12 @@ from pathlib import Path
 
 from django.conf import settings
 
-from dispatch.jsonsafe import dumps, dumps_bytes
-from dispatch.transform import Body, is_token_count, merge_openai_sse, request_body, response_body, tokens_usage
 from instrumentation import metrics
+from instrumentation.bodies import Body, request_body, response_body
 from instrumentation.bus.queued import Throttled, event_size
 from instrumentation.events import Event
+from instrumentation.jsonsafe import dumps, dumps_bytes
+from instrumentation.sse import is_token_count, merge_openai_sse, tokens_usage
 
 logger = logging.getLogger("instrumentation.file_log")
 
@@ -151,7 +152,7 @@ class FileEventLog:
         self._warn.warning(f"FILE_EVENT_LOG: dropped %d event(s): {reason}", amount, *args)
 
 
-# --- the line format (reference §6.2 "--file-event-log") ---------------------------------
+# --- the line format (the reference's "--file-event-log" object) ------------------------
 
 
 def file_event_line(event: Event) -> dict:

@@ -4,9 +4,9 @@ from datetime import datetime
 
 import httpx
 
-from dispatch.jsonsafe import dumps_bytes
 from dispatch.transform import event_to_payload
 from instrumentation.events import Event
+from instrumentation.jsonsafe import dumps_bytes
 
 HTTP_TIMEOUT = 30.0  # the reference's client timeout
 USER_AGENT = "llm-proxy-dispatcher"

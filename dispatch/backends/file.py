@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from dispatch.backends.base import Backend, BackendConfigError, DeliveryError
-from dispatch.jsonsafe import dumps_bytes
+from instrumentation.jsonsafe import dumps_bytes
 
 
 class FileBackend(Backend):

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from dispatch import transform
 from dispatch.backends.base import DeliveryError, HttpBackend
+from instrumentation import bodies
 from instrumentation.events import Event
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -56,7 +57,7 @@ class HeliconeBackend(HttpBackend):
 
 
 def manual_log(event: Event, received_at: datetime | None = None) -> dict:
-    request_raw, response_raw = transform.request_body(event), transform.response_body(event)
+    request_raw, response_raw = bodies.request_body(event), bodies.response_body(event)
     request = request_raw.json()
     started, ended = transform.event_times(event, received_at)
     stream = transform.is_stream(event, request)
@@ -119,7 +120,7 @@ def _header_value_ok(value: str) -> bool:
     return True
 
 
-def _raw_stream(body: transform.Body) -> str:
+def _raw_stream(body: bodies.Body) -> str:
     text = body.text() or ""
     # Helicone's stream preview drops the last line, assuming it is [DONE]; a capped stream lacks it.
     if not text.rstrip().endswith("data: [DONE]"):

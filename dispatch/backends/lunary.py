@@ -9,6 +9,7 @@ from datetime import datetime
 
 from dispatch import transform
 from dispatch.backends.base import DeliveryError, HttpBackend
+from instrumentation import bodies, sse
 from instrumentation.events import Event
 
 INPUT_KEYS = ("messages", "prompt", "input")
@@ -58,7 +59,7 @@ def _problem(run_id: str, results: list) -> DeliveryError | None:
 
 def run_events(event: Event, received_at: datetime | None = None) -> list[dict]:
     """The `start` (name, input, params, metadata) and the `end` (output, tokensUsage) or `error` of one call."""
-    request_raw, response_raw = transform.request_body(event), transform.response_body(event)
+    request_raw, response_raw = bodies.request_body(event), bodies.response_body(event)
     request = request_raw.json()
     output = transform.response_output(event, response_raw)
     started, ended = transform.event_times(event, received_at)
@@ -77,11 +78,11 @@ def run_events(event: Event, received_at: datetime | None = None) -> list[dict]:
     if event.status >= 400:
         finish.update(event="error", error={"message": _error_message(event.status, output)})
     else:
-        finish.update(event="end", output=_output(output), tokensUsage=transform.tokens_usage(output))
+        finish.update(event="end", output=_output(output), tokensUsage=sse.tokens_usage(output))
     return [_compact(start), _compact(finish)]
 
 
-def _input(request, body: transform.Body):
+def _input(request, body: bodies.Body):
     if isinstance(request, dict):
         for key in INPUT_KEYS:
             if key in request:

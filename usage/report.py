@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 from django.db.models import Sum
 from django.utils import timezone
 
-from dispatch.models import COUNTER_FIELDS, LATENCY_BOUNDS_MS, LATENCY_FIELDS, UsageRollup
-from dispatch.usage import hour_floor
+from usage.models import COUNTER_FIELDS, LATENCY_BOUNDS_MS, LATENCY_FIELDS, UsageRollup
+from usage.rollups import hour_floor
 
 WINDOWS = {"24h": ("Last 24 hours", timedelta(hours=24)), "30d": ("Last 30 days", timedelta(days=30))}
 TOP_TOKENS = 50

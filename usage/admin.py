@@ -1,6 +1,6 @@
-"""The usage dashboard in the admin: listed on the index as Dispatch › Usage, read-only.
+"""The usage dashboard in the admin: listed on the index as Usage › Usage, read-only.
 
-Registering the rollup model gives the page its admin URL, permission (`dispatch.view_usagerollup`)
+Registering the rollup model gives the page its admin URL, permission (`usage.view_usagerollup`)
 and index link; its list view is replaced by the dashboard (charts and tables from the hourly rollups).
 """
 
@@ -9,9 +9,9 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 
-from dispatch.models import UsageRollup
-from dispatch.usage_report import WINDOWS, usage_report
 from projects.models import Project
+from usage.models import UsageRollup
+from usage.report import WINDOWS, usage_report
 
 
 @admin.register(UsageRollup)
@@ -42,4 +42,4 @@ class UsageDashboardAdmin(admin.ModelAdmin):
             "project_choices": [(str(pk), name) for pk, name in Project.objects.values_list("id", "name")],
             "chart_data": {"series": report["series"], "projects": report["projects"][:20]},
         }
-        return TemplateResponse(request, "admin/usage_dashboard.html", context)
+        return TemplateResponse(request, "admin/usage/dashboard.html", context)

@@ -7,7 +7,7 @@ so sparse that hours pass without an event, or after lowering the retention.
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from dispatch.usage import usage_cleanup, usage_sample_cache_hits
+from usage.rollups import usage_cleanup, usage_sample_cache_hits
 
 
 class Command(BaseCommand):

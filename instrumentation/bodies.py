@@ -13,6 +13,11 @@ import brotli
 import ujson
 from django.conf import settings
 
+from instrumentation.events import Event
+
+# The event-only header the proxy adds when the client's request had a Content-Encoding: request bodies are
+# decoded only when it says so (never by sniffing magic bytes, which a client chooses).
+REQUEST_ENCODING_HEADER = "X-Proxy-Request-Content-Encoding"
 MAX_STACKED_ENCODINGS = 4  # no server stacks more; each stage is bounded anyway, this bounds the time
 BROTLI_STEP = 32768
 # ujson parses these documents about twice as fast as the standard library, and stops at 1024 levels of nesting.
@@ -133,3 +138,24 @@ def parse_json(body: bytes | str | None):
         return loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+# --- an event's bodies ---------------------------------------------------------------
+
+
+def request_body(event: Event) -> Body:
+    """The request body, decoded only when the proxy recorded the client's Content-Encoding."""
+    return decode_capped(event.request_body, _header_values(event, REQUEST_ENCODING_HEADER))
+
+
+def response_body(event: Event) -> Body:
+    return decode_capped(event.response_body, _header_values(event, "Content-Encoding"))
+
+
+def _header_values(event: Event, name: str) -> str:
+    """All values of a header, joined with commas (a header may come as several lines)."""
+    lower = name.lower()
+    for key, values in event.response_headers.items():
+        if key.lower() == lower:
+            return ",".join(values)
+    return ""

@@ -1,4 +1,4 @@
-"""`manage.py benchmark`: the reference's load generator (reference §10), same flags and table.
+"""`manage.py benchmark`: the reference's load generator (its `benchmark` command), same flags and table.
 
     manage.py benchmark --base-url http://localhost:8080 --endpoint /v1/chat/completions \
         --token "$PROXY_TOKEN" -r 100 -c 4 --json '{"model":"gpt-4o-mini","messages":[...]}'
@@ -10,8 +10,8 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from instrumentation import benchmark
-from instrumentation.benchmark import Options, Progress
+from cli import benchmark
+from cli.benchmark import Options, Progress
 
 BORDER = "+" + "-" * 52 + "+"
 

@@ -1,4 +1,4 @@
-"""The reference's `benchmark` (reference §10): N requests over C concurrent workers, then a table.
+"""The reference's `benchmark` command: N requests over C concurrent workers, then a table.
 
 Each request carries `X-REQUEST-START` (unix ns). The proxy answers with `X-UPSTREAM-REQUEST-START`
 and `X-UPSTREAM-REQUEST-STOP` (unix ns), which split the latency into upstream time and proxy time:
