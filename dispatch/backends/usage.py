@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from datetime import datetime
+from typing import Any
 
 from django.db import DatabaseError
 
@@ -21,9 +22,6 @@ from usage.rollups import hour_floor
 
 CACHE_HIT_SAMPLE_INTERVAL = 30.0  # seconds between cache-hit samples of one process
 CLEANUP_INTERVAL = 3600.0
-# Per process, not per backend: Celery builds a backend for every drain cycle (one per DISPATCH_INTERVAL).
-_due = {"sample": 0.0, "cleanup": 0.0}
-_due_lock = threading.Lock()
 logger = logging.getLogger("dispatch.usage")
 # Response headers of an event that name its project and token (set by the proxy; first match wins).
 PROJECT_HEADERS = ("X-Proxy-Project-Id", "X-Proxy-Id")
@@ -36,10 +34,10 @@ class UsageBackend(Backend):
     def __init__(self, *, endpoint: str = "", api_key: str = "") -> None:
         super().__init__(endpoint="database")
 
-    def payload(self, event, received_at=None) -> dict:
+    def payload(self, event: Event, received_at: datetime | None = None) -> dict[str, Any]:
         return usage_entry(event, received_at)
 
-    def send(self, payloads: list[dict]) -> None:
+    def send(self, payloads: list[dict[str, Any]]) -> None:
         try:
             rollups.usage_record(payloads)
         except DatabaseError as exc:  # transient: the batch is retried, then dead-lettered
@@ -63,16 +61,32 @@ class UsageBackend(Backend):
         return "database (hourly usage rollups)"
 
 
+class Schedule:
+    """When each housekeeping job is next due. Per process, not per backend: Celery builds a backend for
+    every drain cycle (one per DISPATCH_INTERVAL)."""
+
+    def __init__(self) -> None:
+        self._due = {"sample": 0.0, "cleanup": 0.0}
+        self._lock = threading.Lock()
+
+    def take(self, job: str, interval: float) -> bool:
+        """True (and the job's next time set) when `job` is due."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._due[job]:
+                return False
+            self._due[job] = now + interval
+            return True
+
+
+_schedule = Schedule()
+
+
 def _take(job: str, interval: float) -> bool:
-    now = time.monotonic()
-    with _due_lock:
-        if now < _due[job]:
-            return False
-        _due[job] = now + interval
-        return True
+    return _schedule.take(job, interval)
 
 
-def usage_entry(event: Event, received_at: datetime | None = None) -> dict:
+def usage_entry(event: Event, received_at: datetime | None = None) -> dict[str, Any]:
     """The part of an event the rollups need, as JSON-safe values."""
     usage = (tokens_usage(response_output(event)) if event.method.upper() == "POST" else None) or {}
     return {
