@@ -10,8 +10,8 @@ from dispatch.runner import CYCLE_SECONDS, run_cycle
     name="dispatch.tasks.drain_service",
     ignore_result=True,
     # A cycle ends after CYCLE_SECONDS, but a batch in progress may need its retries (4 x 30 s timeouts + 7 s).
-    soft_time_limit=CYCLE_SECONDS + 150,
-    time_limit=CYCLE_SECONDS + 180,
+    soft_time_limit=int(CYCLE_SECONDS) + 150,
+    time_limit=int(CYCLE_SECONDS) + 180,
     autoretry_for=(redis.ConnectionError,),
     retry_backoff=True,
     max_retries=3,

@@ -11,6 +11,7 @@ Content-Encoding.
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 
@@ -44,7 +45,7 @@ def is_refused(event: Event) -> bool:
     return bool(event.header(REFUSED_HEADER))
 
 
-def request_json(event: Event):
+def request_json(event: Event) -> Any:
     """The request body parsed as JSON, or None."""
     return request_body(event).json()
 
@@ -54,14 +55,14 @@ def response_text(event: Event) -> str | None:
     return response_body(event).text()
 
 
-def is_stream(event: Event, request=None) -> bool:
+def is_stream(event: Event, request: Any = None) -> bool:
     if "text/event-stream" in event.header("Content-Type").lower():
         return True
     request = request_json(event) if request is None else request
     return isinstance(request, dict) and request.get("stream") is True
 
 
-def response_output(event: Event, body: Body | None = None):
+def response_output(event: Event, body: Body | None = None) -> Any:
     """The response as JSON: the upstream object, a merged stream, text, or a placeholder for multipart and binary
     bodies, as the reference writes them."""
     if event.response_body is None:
@@ -81,10 +82,11 @@ def response_output(event: Event, body: Body | None = None):
     return merged if merged is not None else text
 
 
-def model_name(request, output) -> str | None:
+def model_name(request: Any, output: Any) -> str | None:
     for source in (request, output):
         if isinstance(source, dict) and isinstance(source.get("model"), str) and source["model"]:
-            return source["model"]
+            model: str = source["model"]
+            return model
     return None
 
 
@@ -110,7 +112,7 @@ def iso(moment: datetime) -> str:
 # --- the generic payload ----------------------------------------------------------
 
 
-def event_to_payload(event: Event, *, received_at: datetime | None = None) -> dict | None:
+def event_to_payload(event: Event, *, received_at: datetime | None = None) -> dict[str, Any] | None:
     """The reference's EventPayload for a POST event (None for other methods, which are not dispatched)."""
     if event.method.upper() != "POST":
         return None
@@ -137,7 +139,7 @@ def truncated_parts(request: Body, response: Body) -> list[str]:
     return [name for name, body in (("request_body", request), ("response_body", response)) if body.truncated]
 
 
-def _metadata(event: Event, truncated: list[str]) -> dict:
+def _metadata(event: Event, truncated: list[str]) -> dict[str, Any]:
     metadata = {
         "method": event.method,
         "path": event.path,

@@ -7,9 +7,9 @@ it was cut. Nothing is decoded by sniffing magic bytes: only a named encoding is
 """
 
 import zlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-import brotli
+import brotli  # type: ignore[import-untyped]  # Brotli ships no type hints
 import ujson
 from django.conf import settings
 
@@ -24,7 +24,7 @@ BROTLI_STEP = 32768
 loads = ujson.loads
 
 
-def header_value(headers: dict | None, name: str) -> str:
+def header_value(headers: dict[str, Any] | None, name: str) -> str:
     """First value of a header in a `name -> [values]` (or `name -> value`) map, case-insensitively."""
     lower = name.lower()
     for key, values in (headers or {}).items():
@@ -56,7 +56,7 @@ class Body(NamedTuple):
                 return self.data[: exc.start].decode("utf-8")
             return None
 
-    def json(self):
+    def json(self) -> Any:
         """The body parsed as JSON; None when absent, not JSON, or truncated (cut JSON is not JSON)."""
         return None if self.truncated else parse_json(self.data)
 
@@ -130,7 +130,7 @@ def _unbrotli(body: bytes, limit: int) -> tuple[bytes, bool]:
     return b"".join(parts), size > limit
 
 
-def parse_json(body: bytes | str | None):
+def parse_json(body: bytes | str | None) -> Any:
     """`body` parsed as a JSON object or array; None when it is not one (or nests past the parser's depth)."""
     if not body or body.lstrip()[:1] not in (b"{", b"[", "{", "["):
         return None

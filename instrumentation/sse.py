@@ -4,6 +4,8 @@ FILE_EVENT_LOG (in the web process), the dispatch backends and the usage rollups
 beside the event capture so that `dispatch` imports `instrumentation`, never the other way round.
 """
 
+from typing import Any
+
 import ujson
 from django.conf import settings
 
@@ -12,7 +14,7 @@ MAX_TOKEN_COUNT = 2**53  # the largest integer every JSON reader (JavaScript's i
 loads = ujson.loads
 
 
-def merge_openai_sse(text: str) -> dict | None:
+def merge_openai_sse(text: str) -> dict[str, Any] | None:
     """One completion object from an OpenAI server-sent-event stream; None when `text` is not one.
 
     Chat chunks become a `chat.completion` (content deltas joined, tool-call arguments joined,
@@ -25,7 +27,8 @@ def merge_openai_sse(text: str) -> dict | None:
         return None
     for chunk in reversed(chunks):
         if chunk.get("type") == "response.completed" and isinstance(chunk.get("response"), dict):
-            return chunk["response"]
+            response: dict[str, Any] = chunk["response"]
+            return response
     if not any("choices" in chunk or "usage" in chunk for chunk in chunks):
         return None
     try:
@@ -39,7 +42,7 @@ def merge_openai_sse(text: str) -> dict | None:
         return None
 
 
-def _sse_json_chunks(text: str) -> list[dict]:
+def _sse_json_chunks(text: str) -> list[dict[str, Any]]:
     lines = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
     lines = [line for line in lines if line.startswith("{")]  # not [DONE]
     try:
@@ -55,9 +58,9 @@ def _sse_json_chunks(text: str) -> list[dict]:
     return [chunk for chunk in chunks if isinstance(chunk, dict)]
 
 
-def _merge_chat_chunks(chunks: list[dict]) -> dict:
+def _merge_chat_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     meta = next((chunk for chunk in chunks if chunk.get("id")), chunks[0])
-    choices: dict[int, dict] = {}
+    choices: dict[int, dict[str, Any]] = {}
     usage = None
     for chunk in chunks:
         if chunk.get("usage"):
@@ -93,7 +96,7 @@ def _merge_chat_chunks(chunks: list[dict]) -> dict:
     return merged
 
 
-def _merge_delta(state: dict, delta: dict) -> None:
+def _merge_delta(state: dict[str, Any], delta: dict[str, Any]) -> None:
     """The rarer parts of a delta: role, refusal, tool calls."""
     if delta.get("role"):
         state["role"] = delta["role"]
@@ -103,7 +106,7 @@ def _merge_delta(state: dict, delta: dict) -> None:
         _merge_tool_call(state.setdefault("tool_calls", {}), call)
 
 
-def _merge_tool_call(calls: dict, call: dict) -> None:
+def _merge_tool_call(calls: dict[int, Any], call: dict[str, Any]) -> None:
     slot = calls.setdefault(int(call.get("index") or 0), {"arguments": []})
     for key in ("id", "type"):
         if call.get(key):
@@ -115,10 +118,10 @@ def _merge_tool_call(calls: dict, call: dict) -> None:
         slot["arguments"].append(function["arguments"])
 
 
-def _finish_choice(index: int, state: dict, legacy: bool) -> dict:
+def _finish_choice(index: int, state: dict[str, Any], legacy: bool) -> dict[str, Any]:
     if legacy:
         return {"index": index, "text": "".join(state.get("text", [])), "finish_reason": state.get("finish_reason")}
-    message: dict = {"role": state.get("role", "assistant"), "content": "".join(state.get("content", []))}
+    message: dict[str, Any] = {"role": state.get("role", "assistant"), "content": "".join(state.get("content", []))}
     if "refusal" in state:
         message["refusal"] = "".join(state["refusal"])
     if state.get("tool_calls"):
@@ -134,7 +137,7 @@ def _finish_choice(index: int, state: dict, legacy: bool) -> dict:
     return {"index": index, "message": message, "finish_reason": state.get("finish_reason")}
 
 
-def tokens_usage(output) -> dict | None:
+def tokens_usage(output: object) -> dict[str, int] | None:
     """`{prompt, completion}` from an OpenAI `usage` (chat/completions or the Responses API)."""
     usage = output.get("usage") if isinstance(output, dict) else None
     if not isinstance(usage, dict):
@@ -144,11 +147,11 @@ def tokens_usage(output) -> dict | None:
     if not is_token_count(prompt) and not is_token_count(completion):
         return None
     return {
-        "prompt": prompt if is_token_count(prompt) else 0,
-        "completion": completion if is_token_count(completion) else 0,
+        "prompt": prompt if isinstance(prompt, int) and is_token_count(prompt) else 0,
+        "completion": completion if isinstance(completion, int) and is_token_count(completion) else 0,
     }
 
 
-def is_token_count(value) -> bool:
+def is_token_count(value: object) -> bool:
     # An upstream's number, not trusted: a bool, a negative or a 4,000-digit count would break the rollups.
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT

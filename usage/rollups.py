@@ -9,6 +9,7 @@ no event, so they are sampled from `Token.cache_hit_count` (see `usage_sample_ca
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -18,6 +19,8 @@ from usage.models import COUNTER_FIELDS, LATENCY_BOUNDS_MS, LATENCY_FIELDS, Cach
 
 logger = logging.getLogger("dispatch.usage")
 
+# (hour, project id, token id): one rollup row.
+RollupKey = tuple[datetime, str, str]
 UPSERT_ROWS = 200  # rows per INSERT statement (SQLite caps the number of parameters)
 
 
@@ -32,9 +35,9 @@ def latency_field(duration_ms: int) -> str:
     return LATENCY_FIELDS[-1]
 
 
-def usage_record(entries: list[dict]) -> int:
+def usage_record(entries: list[dict[str, Any]]) -> int:
     """Add entries (the usage dispatch service's `usage_entry`) to their hourly rows; returns the rows touched."""
-    deltas: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTER_FIELDS, 0))
+    deltas: dict[RollupKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTER_FIELDS, 0))
     for entry in entries:
         delta = deltas[(datetime.fromisoformat(entry["hour"]), entry["project_id"], entry["token_id"])]
         delta["requests"] += 1
@@ -46,7 +49,7 @@ def usage_record(entries: list[dict]) -> int:
     return _upsert(deltas)
 
 
-def _upsert(deltas: dict[tuple, dict[str, int]]) -> int:
+def _upsert(deltas: dict[RollupKey, dict[str, int]]) -> int:
     """INSERT ... ON CONFLICT DO UPDATE SET c = c + excluded.c (PostgreSQL and SQLite alike).
 
     Rows go in key order, so concurrent batches lock rows in the same order and cannot deadlock.
@@ -59,7 +62,7 @@ def _upsert(deltas: dict[tuple, dict[str, int]]) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         for start in range(0, len(keys), UPSERT_ROWS):
             chunk = keys[start : start + UPSERT_ROWS]
-            params: list = []
+            params: list[Any] = []
             for hour, project_id, token_id in chunk:
                 params += [connection.ops.adapt_datetimefield_value(hour), project_id, token_id]
                 params += [deltas[(hour, project_id, token_id)][c] for c in COUNTER_FIELDS]
@@ -81,7 +84,7 @@ def usage_sample_cache_hits(now: datetime | None = None) -> int:
 
     hour = hour_floor(now or timezone.now())
     marks = dict(CacheHitMark.objects.values_list("token_id", "cache_hit_count"))
-    deltas: dict[tuple, dict[str, int]] = {}
+    deltas: dict[RollupKey, dict[str, int]] = {}
     with transaction.atomic():
         for token_id, project_id, count in Token.objects.filter(cache_hit_count__gt=0).values_list(
             "id", "project_id", "cache_hit_count"
