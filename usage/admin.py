@@ -1,4 +1,4 @@
-"""The usage dashboard in the admin: listed on the index as Usage › Usage, read-only.
+"""The usage dashboard in the admin: listed on the index as Usage analytics › Usage, read-only.
 
 Registering the rollup model gives the page its admin URL, permission (`usage.view_usagerollup`)
 and index link; its list view is replaced by the dashboard (charts and tables from the hourly rollups).

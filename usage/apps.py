@@ -6,5 +6,5 @@ class UsageConfig(AppConfig):
     (`dispatch/backends/usage.py`), and the admin's usage dashboard that reads them."""
 
     name = "usage"
-    verbose_name = "Usage"
+    verbose_name = "Usage analytics"
     default_auto_field = "django.db.models.BigAutoField"
