@@ -16,11 +16,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import ujson
 
 from dispatch.backends import Backend, DeliveryError
-from dispatch.streams import REPLAY_FIELD, DeadLetters, message_time
+from dispatch.streams import REPLAY_FIELD, message_time
 from instrumentation.bus import Message, StreamConsumer
 from instrumentation.events import Event
 
@@ -36,7 +37,7 @@ class Item:
 
     message_id: str
     data: str
-    payload: dict
+    payload: dict[str, Any]
 
 
 @dataclass
@@ -57,12 +58,25 @@ class DrainOptions:
         return max(1, min(self.read_count, self.batch_size))
 
 
+class DeadLetterSink(Protocol):
+    """Where a drainer puts what it cannot deliver: `dispatch.streams.DeadLetters` (Redis), or the error log
+    of the in-process dispatcher (`dispatch.inprocess.LoggedDeadLetters`)."""
+
+    key: str
+
+    def deliveries(self, group: str, ids: list[str]) -> dict[str, int]: ...
+
+    def touch(self, group: str, consumer: str, ids: list[str]) -> None: ...
+
+    def add(self, service: str, entries: list[tuple[str, str, str]]) -> None: ...
+
+
 class Drainer:
     def __init__(
         self,
         backend: Backend,
         consumer: StreamConsumer,
-        dead_letters: DeadLetters,
+        dead_letters: DeadLetterSink,
         options: DrainOptions,
         *,
         stop: threading.Event | None = None,

@@ -6,30 +6,49 @@ from django.conf import settings
 
 from dispatch.backends import create_backend
 from dispatch.drain import Drainer, DrainOptions
-from dispatch.streams import DeadLetters, consumer_name_for, group_for
+from dispatch.streams import DeadLetters, consumer_name_for
 from instrumentation.bus import StreamConsumer, get_consumer
+from instrumentation.bus.groups import group_for
 
 CYCLE_SECONDS = 10.0  # one Celery task drains at most this long, then frees its worker slot
 # A cycle ends as soon as nothing new arrives within this wait: idle services hold no worker slot,
 # and beat starts the next cycle within DISPATCH_INTERVAL.
 CYCLE_IDLE_WAIT = 0.2
 
-_consumers: dict[tuple[str, str], StreamConsumer] = {}
-_consumers_lock = threading.Lock()
-# No lock across workers: the consumer group already gives each entry to one consumer, and a lock kept
-# in Redis outlives a killed worker (it held a service for a minute). Within one process, cycles share
-# a consumer name, and a second reader under that name would take the first one's pending entries for
-# its own (a thread pool could run both), so a process runs one cycle per service at a time.
-_cycle_locks: dict[str, threading.Lock] = {}
+
+class DrainState:
+    """What a dispatching process keeps between drain cycles: its stream consumers (one connection pool per
+    stream, reused by every cycle) and one lock per service.
+
+    No lock across workers: the consumer group already gives each entry to one consumer, and a lock kept
+    in Redis outlives a killed worker (it held a service for a minute). Within one process, cycles share
+    a consumer name, and a second reader under that name would take the first one's pending entries for
+    its own (a thread pool could run both), so a process runs one cycle per service at a time.
+    """
+
+    def __init__(self) -> None:
+        self._consumers: dict[tuple[str, str], StreamConsumer] = {}
+        self._cycle_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def consumer(self) -> StreamConsumer:
+        key = (settings.REDIS_URL, settings.REDIS_STREAM_KEY)
+        with self._lock:
+            if key not in self._consumers:
+                self._consumers[key] = get_consumer()
+            return self._consumers[key]
+
+    def cycle_lock(self, service: str) -> threading.Lock:
+        with self._lock:
+            return self._cycle_locks.setdefault(service, threading.Lock())
+
+
+_state = DrainState()
 
 
 def stream_consumer() -> StreamConsumer:
     """The process's consumer for the configured stream (one connection pool, reused by every cycle)."""
-    key = (settings.REDIS_URL, settings.REDIS_STREAM_KEY)
-    with _consumers_lock:
-        if key not in _consumers:
-            _consumers[key] = get_consumer()
-        return _consumers[key]
+    return _state.consumer()
 
 
 def build_drainer(
@@ -65,8 +84,7 @@ def build_drainer(
 
 
 def cycle_lock(service: str) -> threading.Lock:
-    with _consumers_lock:
-        return _cycle_locks.setdefault(service, threading.Lock())
+    return _state.cycle_lock(service)
 
 
 def run_cycle(service: str, *, seconds: float = CYCLE_SECONDS) -> int:

@@ -1,10 +1,12 @@
 """The Celery beat schedule and the worker start-up check for DISPATCH_SERVICES."""
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 
-def beat_schedule() -> dict:
+def beat_schedule() -> dict[str, Any]:
     interval = settings.DISPATCH_INTERVAL
     schedule = {
         f"dispatch-{service}": {

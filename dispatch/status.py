@@ -1,63 +1,41 @@
-"""Per-service dispatch figures from Redis: consumer-group lag, pending entries, consumers, dead letters."""
+"""Per-service dispatch figures for `manage.py dispatch_status` and the admin index: consumer-group lag,
+pending entries, consumers, dead letters.
 
-from collections import Counter
+The figures are computed by `instrumentation.bus.groups.read_figures`, the same computation /metrics uses;
+here every entry is counted (no scan cap) and each group's consumers are listed.
+"""
+
+from typing import Any
 
 import redis
 from django.conf import settings
 
-from dispatch.streams import GROUP_PREFIX, DeadLetters, client
+from instrumentation.bus import groups
+from llmproxy import redis as redis_clients
 
 
-def dispatch_status(stream_key: str | None = None, *, timeout: float = 10.0) -> list[dict]:
+def dispatch_status(
+    stream_key: str | None = None, *, timeout: float = redis_clients.COMMAND_TIMEOUT
+) -> list[dict[str, Any]]:
     """One row per service that has a consumer group, is in DISPATCH_SERVICES, or has dead letters."""
-    key = stream_key or settings.REDIS_STREAM_KEY
-    redis_client = client(timeout=timeout)
-    rows: dict[str, dict] = {}
-    for group in _groups(redis_client, key):
-        service = group["name"].removeprefix(GROUP_PREFIX)
-        rows[service] = {
+    client = redis_clients.client(timeout=timeout)
+    figures = groups.read_figures(
+        client, stream_key or settings.REDIS_STREAM_KEY, settings.DISPATCH_SERVICES, consumers=True
+    )
+    return [
+        {
             "service": service,
-            "group": group["name"],
-            "lag": _lag(redis_client, key, group),
-            "pending": int(group.get("pending") or 0),
-            "consumers": [
-                {"name": c["name"], "pending": int(c["pending"]), "idle_ms": int(c["idle"])}
-                for c in redis_client.xinfo_consumers(key, group["name"])
-            ],
+            "group": row["group"],
+            "lag": row["lag"],
+            "pending": row["pending"],
+            "consumers": row["consumers"],
+            "dead_letter": row["dead_letter"],
         }
-    for service in settings.DISPATCH_SERVICES:
-        if service not in rows:  # no worker ran yet: everything on the stream is waiting
-            rows[service] = {
-                "service": service,
-                "group": GROUP_PREFIX + service,
-                "lag": redis_client.xlen(key),
-                "pending": 0,
-                "consumers": [],
-            }
-    dead = Counter(fields.get("service", "") for _, fields in DeadLetters(key, timeout=timeout).entries())
-    for service, count in dead.items():
-        rows.setdefault(service, {"service": service, "group": "", "lag": 0, "pending": 0, "consumers": []})
-        rows[service]["dead_letter"] = count
-    for row in rows.values():
-        row.setdefault("dead_letter", 0)
-    return [rows[name] for name in sorted(rows)]
+        for service, row in figures.items()
+    ]
 
 
-def _groups(redis_client: redis.Redis, key: str) -> list[dict]:
-    try:
-        return redis_client.xinfo_groups(key)
-    except redis.ResponseError:  # no stream yet
-        return []
-
-
-def _lag(redis_client: redis.Redis, key: str, group: dict) -> int:
-    if group.get("lag") is not None:
-        return int(group["lag"])
-    # Redis cannot tell after deletions: count the entries after the last one delivered.
-    return len(redis_client.xrange(key, "(" + group["last-delivered-id"], "+"))
-
-
-def admin_dispatch_figures() -> dict | None:
+def admin_dispatch_figures() -> dict[str, Any] | None:
     """The admin index's dispatch table: None without Redis Streams, a note when Redis does not answer in time."""
     if settings.LLM_PROXY_EVENT_BUS != "redis-streams":
         return None

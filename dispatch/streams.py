@@ -1,51 +1,29 @@
 """Thin Redis helpers the dispatchers need beside the bus's consumer: dead letters, replay, delivery counts.
 
-Reading the event stream itself goes through `instrumentation.bus.get_consumer()`.
+Reading the event stream itself goes through `instrumentation.bus.get_consumer()`; the names of the
+consumer groups and of the dead-letter stream come from `instrumentation.bus.groups`.
 """
 
 import json
 import os
 import socket
-import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
-import redis
 from django.conf import settings
+from redis.typing import EncodableT, FieldT, StreamIdT
 
-GROUP_PREFIX = "llm-proxy-dispatchers-"
+from instrumentation.bus.groups import dead_letter_key
+from llmproxy import redis as redis_clients
+
 # Added to an event's JSON by `dispatch_replay`: only this service delivers it again (the Go reader ignores it).
 REPLAY_FIELD = "Replay"
-
-_clients: dict[tuple[str, float], redis.Redis] = {}
-_clients_lock = threading.Lock()
-
-
-def client(url: str | None = None, *, timeout: float = 10.0) -> redis.Redis:
-    """A shared client per URL and timeout (pages that show figures use a short one: Redis may be down)."""
-    key = (url or settings.REDIS_URL, timeout)
-    with _clients_lock:
-        if key not in _clients:
-            _clients[key] = redis.Redis.from_url(
-                key[0], decode_responses=True, socket_connect_timeout=min(timeout, 5), socket_timeout=timeout
-            )
-        return _clients[key]
-
-
-def group_for(service: str, *, cli: bool = False) -> str:
-    """The consumer group: one per service (fan-out); REDIS_CONSUMER_GROUP overrides it for the CLI only."""
-    if cli and settings.REDIS_CONSUMER_GROUP:
-        return settings.REDIS_CONSUMER_GROUP
-    return GROUP_PREFIX + service
 
 
 def consumer_name_for(service: str, *, cli: bool = False) -> str:
     if cli and settings.REDIS_CONSUMER_NAME:
         return settings.REDIS_CONSUMER_NAME
     return f"dispatcher-{service}-{socket.gethostname()}-{os.getpid()}"
-
-
-def dead_letter_key(stream_key: str | None = None) -> str:
-    return f"{stream_key or settings.REDIS_STREAM_KEY}:dead-letter"
 
 
 def message_time(message_id: str) -> datetime | None:
@@ -61,10 +39,12 @@ class DeadLetters:
     `reason` and `stream_id` (the entry's id on the event stream), trimmed to about
     REDIS_DEAD_LETTER_MAX_LEN entries (0: never trimmed)."""
 
-    def __init__(self, stream_key: str | None = None, url: str | None = None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, stream_key: str | None = None, url: str | None = None, *, timeout: float = redis_clients.COMMAND_TIMEOUT
+    ) -> None:
         self.stream_key = stream_key or settings.REDIS_STREAM_KEY
         self.key = dead_letter_key(self.stream_key)
-        self.client = client(url, timeout=timeout)
+        self.client = redis_clients.client(url, timeout=timeout)
 
     def add(self, service: str, entries: list[tuple[str, str, str]]) -> None:
         """Record (stream id, data, reason) entries in one round trip."""
@@ -72,7 +52,12 @@ class DeadLetters:
         max_len = settings.REDIS_DEAD_LETTER_MAX_LEN or None
         pipe = self.client.pipeline(transaction=False)
         for stream_id, data, reason in entries:
-            fields = {"data": data, "service": service, "reason": reason[:1000], "stream_id": stream_id}
+            fields: dict[FieldT, EncodableT] = {
+                "data": data,
+                "service": service,
+                "reason": reason[:1000],
+                "stream_id": stream_id,
+            }
             pipe.xadd(self.key, fields, maxlen=max_len, approximate=True)
         pipe.execute()
 
@@ -85,13 +70,14 @@ class DeadLetters:
 
     def touch(self, group: str, consumer: str, ids: list[str]) -> None:
         """Reset the idle time of entries `consumer` is still sending (XCLAIM ... JUSTID counts no delivery)."""
-        self.client.xclaim(self.stream_key, group, consumer, 0, ids, justid=True)
+        claimed: list[StreamIdT] = list(ids)
+        self.client.xclaim(self.stream_key, group, consumer, 0, claimed, justid=True)
 
-    def entries(self, service: str | None = None, batch: int = 500):
+    def entries(self, service: str | None = None, batch: int = 500) -> Iterator[tuple[str, dict[str, str]]]:
         """(dead-letter id, fields) of `service` (all when None), oldest first."""
         start = "-"
         while True:
-            chunk = self.client.xrange(self.key, start, "+", count=batch)
+            chunk: list[tuple[str, dict[str, str]]] = self.client.xrange(self.key, start, "+", count=batch)  # type: ignore[assignment]  # a decoding client answers str
             for entry_id, fields in chunk:
                 if service is None or fields.get("service") == service:
                     yield entry_id, fields

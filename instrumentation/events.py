@@ -1,4 +1,4 @@
-"""The instrumentation event, serialised exactly as the reference's Go struct (reference §5.1).
+"""The instrumentation event, serialised exactly as the reference's Go struct (its `Event`).
 
 JSON keys are the Go field names in field order; byte slices are base64 strings (null when absent);
 Duration is an integer number of nanoseconds; headers map a canonical name to a list of values.
@@ -11,6 +11,7 @@ UTF-8 kept as is, and `<`, `>`, `&`, U+2028, U+2029 escaped as \\u sequences.
 import base64
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 import ujson
 
@@ -27,7 +28,7 @@ class Event:
     request_body: bytes | None = None
     log_id: int = 0
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "LogID": self.log_id,
             "RequestID": self.request_id,
@@ -57,7 +58,7 @@ class Event:
             return json.dumps(self.to_dict(), separators=(",", ":")).encode()
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Event":
+    def from_dict(cls, data: dict[str, Any]) -> "Event":
         return cls(
             log_id=int(data.get("LogID") or 0),
             request_id=data.get("RequestID") or "",

@@ -1,15 +1,15 @@
 """FILE_EVENT_LOG: every event of this process appended to a JSONL file (the reference's --file-event-log).
 
 An in-process subscriber of the bus (in-memory or Redis Streams alike). The line format is the
-reference's (§6.2): snake_case keys, bodies decoded (gzip/br undone, compact JSON, an OpenAI
+reference's file-event-log object: snake_case keys, bodies decoded (gzip/br undone, compact JSON, an OpenAI
 stream merged into one completion), `token_usage` from the upstream's `usage`, binary bodies
 replaced unless LOG_BINARY_RESPONSES. Fixed against the reference: `request_id` is always the
 event's (the reference lets a random id overwrite it), and a binary body kept by
 LOG_BINARY_RESPONSES is base64, not mangled text.
 
-Bodies are decoded by `dispatch.transform`, so no decompression produces more than
+Bodies are decoded by `instrumentation.bodies`, so no decompression produces more than
 OBSERVABILITY_MAX_DECODED_BYTES (a cut body is written as text and named in the line's `truncated`), and
-lines are encoded by `dispatch.jsonsafe`, so lone surrogates, NaN or deep nesting still give valid JSON.
+lines are encoded by `instrumentation.jsonsafe`, so lone surrogates, NaN or deep nesting still give valid JSON.
 
 Formatting and file I/O happen on a writer thread fed by a bounded queue, so the event loop never
 waits on the disk. Each write is flushed; an event that cannot be formatted or written is logged and
@@ -21,14 +21,16 @@ import logging
 import queue
 import threading
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from django.conf import settings
 
-from dispatch.jsonsafe import dumps, dumps_bytes
-from dispatch.transform import Body, is_token_count, merge_openai_sse, request_body, response_body, tokens_usage
 from instrumentation import metrics
+from instrumentation.bodies import Body, request_body, response_body
 from instrumentation.bus.queued import Throttled, event_size
 from instrumentation.events import Event
+from instrumentation.jsonsafe import dumps, dumps_bytes
+from instrumentation.sse import is_token_count, merge_openai_sse, tokens_usage
 
 logger = logging.getLogger("instrumentation.file_log")
 
@@ -42,7 +44,7 @@ class FileEventLog:
 
     def __init__(self, path: str | Path, *, capacity: int | None = None, max_bytes: int | None = None) -> None:
         self.path = Path(path)
-        self._queue: queue.Queue = queue.Queue(maxsize=capacity or settings.OBSERVABILITY_BUFFER_SIZE)
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=capacity or settings.OBSERVABILITY_BUFFER_SIZE)
         # Bytes of the events queued for the writer: a count alone would let slow, large events (up to the
         # capture caps each) pile up far past OBSERVABILITY_BUFFER_BYTES while the writer is behind.
         self.max_bytes = max_bytes or settings.OBSERVABILITY_BUFFER_BYTES
@@ -50,7 +52,7 @@ class FileEventLog:
         self._bytes_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._file = None
+        self._file: BinaryIO | None = None
         self.written = 0
         self.dropped = 0
         self._warn = Throttled(logger)
@@ -75,7 +77,7 @@ class FileEventLog:
             self._release([event])
             self._count_dropped(1, "the writer is behind (%d events queued)", self._queue.maxsize)
 
-    def _release(self, events: list) -> None:
+    def _release(self, events: list[Event]) -> None:
         with self._bytes_lock:
             self.queued_bytes -= sum(event_size(event) for event in events)
 
@@ -104,7 +106,7 @@ class FileEventLog:
                 while len(batch) < 256 and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
                 stop = any(item is _STOP for item in batch)
-                events = [item for item in batch if item is not _STOP]
+                events = [item for item in batch if isinstance(item, Event)]
                 try:
                     self._write(events)
                 except Exception as exc:  # the writer outlives any event: count the batch, reopen, go on
@@ -118,7 +120,7 @@ class FileEventLog:
             self._close_file()
 
     def _write(self, events: list[Event]) -> None:
-        lines = []
+        lines: list[bytes] = []
         for event in events:
             try:
                 lines.append(dumps_bytes(file_event_line(event), sort_keys=True) + b"\n")
@@ -127,11 +129,13 @@ class FileEventLog:
         if not lines:
             return
         try:
-            if self._file is None:
+            file = self._file
+            if file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across writes
-            self._file.write(b"".join(lines))
-            self._file.flush()
+                file = open(self.path, "ab")  # noqa: SIM115 - kept open across writes
+                self._file = file
+            file.write(b"".join(lines))
+            file.flush()
             self.written += len(lines)
         except OSError as exc:
             self._close_file()  # reopened on the next write: the folder may come back, the disk may free up
@@ -145,16 +149,16 @@ class FileEventLog:
                 pass
             self._file = None
 
-    def _count_dropped(self, amount: int, reason: str, *args) -> None:
+    def _count_dropped(self, amount: int, reason: str, *args: object) -> None:
         self.dropped += amount
         metrics.count("file_event_log_dropped", amount)
         self._warn.warning(f"FILE_EVENT_LOG: dropped %d event(s): {reason}", amount, *args)
 
 
-# --- the line format (reference §6.2 "--file-event-log") ---------------------------------
+# --- the line format (the reference's "--file-event-log" object) ------------------------
 
 
-def file_event_line(event: Event) -> dict:
+def file_event_line(event: Event) -> dict[str, Any]:
     """The reference's file-event-log object for one event (written with sorted keys, as Go writes maps).
 
     A body that decoding cut at OBSERVABILITY_MAX_DECODED_BYTES is written as its text (cut JSON does not
@@ -162,7 +166,7 @@ def file_event_line(event: Event) -> dict:
     """
     headers = event.response_headers or {}
     request = request_body(event)
-    line = {
+    line: dict[str, Any] = {
         "log_id": event.log_id,
         "request_id": event.request_id,
         "method": event.method,
@@ -182,7 +186,7 @@ def file_event_line(event: Event) -> dict:
     return line
 
 
-def _response(event: Event) -> tuple[str | None, dict | None, bool]:
+def _response(event: Event) -> tuple[str | None, dict[str, int] | None, bool]:
     """(the body as the line shows it, its token usage, whether decoding cut it)."""
     raw = event.response_body
     if raw is None:
@@ -218,15 +222,15 @@ def _binary(raw: bytes) -> str:
     return base64.b64encode(raw).decode() if settings.LOG_BINARY_RESPONSES else BINARY_PLACEHOLDER
 
 
-def _compact(value) -> str:
+def _compact(value: Any) -> str:
     return dumps(value)
 
 
-def _event_id(event) -> str:
+def _event_id(event: object) -> str:
     return str(getattr(event, "request_id", ""))[:100]
 
 
-def token_usage(body) -> dict | None:
+def token_usage(body: Any) -> dict[str, int] | None:
     """`{prompt_tokens, completion_tokens, total_tokens}` from an OpenAI `usage` (chat, completions, Responses)."""
     counts = tokens_usage(body)
     if counts is None:

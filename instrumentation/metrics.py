@@ -15,6 +15,8 @@ import atexit
 import logging
 import os
 import re
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
 from prometheus_client import (
     REGISTRY,
@@ -27,6 +29,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.utils import floatToGoString
@@ -40,7 +43,7 @@ logger = logging.getLogger(__name__)
 # prometheus_client picks its storage from this variable when it is first imported.
 MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 # `*_created` series double the output and no dashboard here reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
 
 # The overhead is sub-millisecond when healthy; upstream first bytes take tens of ms to seconds.
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -90,12 +93,12 @@ class _Metric:
 
     __slots__ = ("metric", "labelnames", "children")
 
-    def __init__(self, metric, labelnames: tuple[str, ...]) -> None:
+    def __init__(self, metric: Any, labelnames: tuple[str, ...]) -> None:
         self.metric = metric
         self.labelnames = labelnames
-        self.children: dict = {}
+        self.children: dict[Any, Any] = {}
 
-    def child(self, labels: dict):
+    def child(self, labels: dict[str, str]) -> Any:
         if not self.labelnames:
             return self.metric
         # One label (status_class) is the hot case: its value alone is the cache key.
@@ -106,7 +109,7 @@ class _Metric:
         )
         found = self.children.get(key)
         if found is None:
-            values = (key,) if len(self.labelnames) == 1 else key
+            values = (key,) if len(self.labelnames) == 1 else cast(tuple[str, ...], key)
             found = self.children[key] = self.metric.labels(*(str(value) for value in values))
         return found
 
@@ -131,7 +134,7 @@ def observe(name: str, seconds: float) -> None:
         logger.debug("metrics.observe(%r) failed", name, exc_info=True)
 
 
-def _new_counter(name: str, labels: dict) -> _Metric:
+def _new_counter(name: str, labels: dict[str, str]) -> _Metric:
     metric_name, help_text, labelnames = _COUNTER_SPECS.get(name) or (
         "llm_proxy_" + _NOT_NAME.sub("_", name).removesuffix("_total"),
         f"Count of {name}",
@@ -158,7 +161,7 @@ for _name in _HISTOGRAM_SPECS:
 runtime.on_refresh(metrics_bus.refresh)  # the publish buffer's waiting events and bytes, sampled like the runtime
 
 
-def collect(*, asyncio_tasks: int | None = None) -> list:
+def collect(*, asyncio_tasks: int | None = None) -> list[Metric]:
     """Every metric family this process serves: totals over all processes in multiprocess mode."""
     runtime.refresh(asyncio_tasks)
     if not MULTIPROCESS:
@@ -174,7 +177,7 @@ def collect(*, asyncio_tasks: int | None = None) -> list:
     return _with_requests_total(runtime.finish(families))
 
 
-def _with_requests_total(families: list) -> list:
+def _with_requests_total(families: list[Metric]) -> list[Metric]:
     """The guide's unlabelled llm_proxy_requests_total, so its queries (errors / requests) match series."""
     by_class = _COUNTER_SPECS["requests"][0]
     total = sum(s.value for f in families if f.name == by_class for s in f.samples if s.name.endswith("_total"))
@@ -182,7 +185,7 @@ def _with_requests_total(families: list) -> list:
     return [families[0], family, *families[1:]]
 
 
-def totals(families: list) -> dict[str, float]:
+def totals(families: list[Metric]) -> dict[str, float]:
     """Sum of each family's main samples (`_total`, gauge value), by family name."""
     sums: dict[str, float] = {}
     for family in families:
@@ -200,15 +203,16 @@ def snapshot() -> dict[str, float]:
     return figures
 
 
-def exposition(families: list) -> bytes:
+def exposition(families: list[Metric]) -> bytes:
     """Prometheus text format. The guide names two counters without `_total`; they are written as named."""
-    chunks = []
+    chunks: list[bytes] = []
     for family in families:
         if family.type == "counter" and family.name in runtime.UNSUFFIXED_COUNTERS:
             value = sum(sample.value for sample in family.samples if sample.name.endswith("_total"))
+            written = floatToGoString(value)  # type: ignore[no-untyped-call]  # unannotated in prometheus_client
             chunks.append(
                 f"# HELP {family.name} {family.documentation}\n# TYPE {family.name} counter\n"
-                f"{family.name} {floatToGoString(value)}\n".encode()
+                f"{family.name} {written}\n".encode()
             )
         else:
             chunks.append(generate_latest(_Families([family])))
@@ -221,17 +225,19 @@ class _Merged:
     def __init__(self, files: list[str]) -> None:
         self._files = files
 
-    def collect(self):
-        return multiprocess.MultiProcessCollector.merge(self._files, accumulate=True)
+    def collect(self) -> Iterable[Metric]:
+        # MultiProcessCollector.merge is unannotated in prometheus_client.
+        merged: Iterable[Metric] = multiprocess.MultiProcessCollector.merge(self._files, accumulate=True)  # type: ignore[no-untyped-call]
+        return merged
 
 
 class _Families:
     """Lets generate_latest format families that were already collected."""
 
-    def __init__(self, families: list) -> None:
+    def __init__(self, families: list[Metric]) -> None:
         self._families = families
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         return iter(self._families)
 
 

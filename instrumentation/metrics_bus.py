@@ -6,6 +6,8 @@ summed over the live processes, and `connected` is their minimum: 0 as soon as o
 publisher is in its retry loop.
 """
 
+from typing import Any
+
 from prometheus_client import Gauge
 
 WAITING_EVENTS = Gauge(
@@ -36,7 +38,7 @@ def refresh() -> None:
     CONNECTED.set(1 if stats.get("connected", True) else 0)
 
 
-def figures(sums: dict[str, float]) -> dict:
+def figures(sums: dict[str, float]) -> dict[str, Any]:
     """The JSON /metrics `event_bus` object from the summed families."""
     return {
         "connected": sums.get(CONNECTED._name, 1) >= 1,

@@ -1,13 +1,9 @@
 """Dispatch figures for /metrics: per service, how far its consumer group is behind on the event stream.
 
 Read from Redis at scrape time (only with LLM_PROXY_EVENT_BUS=redis-streams), with short timeouts:
-a Redis that is down makes the figures unavailable, never the endpoint.
-  lag          stream entries the service's group has not read yet (XINFO GROUPS `lag`)
-  pending      entries read by a dispatcher but not yet acknowledged (delivered-but-unconfirmed)
-  dead_letter  entries of the service in `<REDIS_STREAM_KEY>:dead-letter`
-Same figures as `manage.py dispatch_status` (dispatch/status.py), which may wait seconds for Redis; a
-scrape may not. Dead letters hold whole events, so they are counted inside Redis (a Lua script) and
-never travel to this process.
+a Redis that is down makes the figures unavailable, never the endpoint. The figures (lag, pending,
+dead_letter) are computed by `instrumentation.bus.groups.read_figures`, as for `manage.py dispatch_status`,
+which may wait seconds for Redis; a scrape may not, and counts at most MAX_SCAN entries.
 
 The figures are kept for CACHE_SECONDS: scrapes from several Prometheus servers, dashboards and people
 cost Redis one read per few seconds, and a Redis that hangs costs one TIMEOUT per few seconds, not
@@ -19,65 +15,60 @@ have read, so beyond it undelivered events are lost.
 import logging
 import threading
 import time
+from typing import Any
 
 import redis
 from django.conf import settings
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
+from instrumentation.bus import groups
 from instrumentation.bus.queued import Throttled
+from llmproxy import redis as redis_clients
 
 logger = logging.getLogger(__name__)
 
-GROUP_PREFIX = "llm-proxy-dispatchers-"
 TIMEOUT = 0.5  # seconds; a scrape must answer even when Redis hangs
 MAX_SCAN = 10_000  # entries counted per scrape at most
 CACHE_SECONDS = 3.0
 LAG_WARNING_SHARE = 0.8
+FIGURES = ("lag", "pending", "dead_letter")
 
-# KEYS[1]: stream; ARGV[1]: first id (exclusive, "-" for all); ARGV[2]: cap. Returns {service, n, ...} or {n}.
-_COUNT = """
-local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
-if ARGV[3] ~= 'by-service' then return {#entries} end
-local counts = {}
-for _, entry in ipairs(entries) do
-  local fields, service = entry[2], 'unknown'
-  for i = 1, #fields, 2 do
-    if fields[i] == 'service' then service = fields[i + 1] end
-  end
-  counts[service] = (counts[service] or 0) + 1
-end
-local out = {}
-for service, n in pairs(counts) do
-  out[#out + 1] = service
-  out[#out + 1] = n
-end
-return out
-"""
-
-_clients: dict[str, redis.Redis] = {}
-_cache: dict[tuple, tuple[float, dict]] = {}  # (url, stream, services) -> (monotonic time read, figures)
-_cache_lock = threading.Lock()
+Figures = dict[str, Any]  # {"status": ..., "services": {service: {lag, pending, dead_letter}}}
 
 
-def dispatch_figures() -> dict:
-    """{"status": "ok" | "redis_unavailable" | "not_applicable", "services": {service: {lag, pending, dead_letter}}}"""
-    if settings.LLM_PROXY_EVENT_BUS != "redis-streams":
-        return {"status": "not_applicable", "services": {}}
-    key = (settings.REDIS_URL, settings.REDIS_STREAM_KEY, tuple(settings.DISPATCH_SERVICES))
-    with _cache_lock:  # one scrape reads Redis, the ones arriving meanwhile take its answer
-        cached = _cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
-            return cached[1]
-        figures = _read_figures()
-        _cache.clear()  # only the current settings' figures are worth keeping
-        _cache[key] = (time.monotonic(), figures)
-    if figures["status"] == "ok":
-        warn_about_lag(figures["services"], settings.REDIS_STREAM_MAX_LEN)
-    return figures
+class DispatchFigures:
+    """The process's last figures, kept for CACHE_SECONDS; one scrape reads Redis, those arriving meanwhile
+    take its answer."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, str, tuple[str, ...]], tuple[float, Figures]] = {}
+        self._lock = threading.Lock()
+
+    def read(self) -> Figures:
+        """{"status": "ok" | "redis_unavailable" | "not_applicable", "services": {service: figures}}"""
+        if settings.LLM_PROXY_EVENT_BUS != "redis-streams":
+            return {"status": "not_applicable", "services": {}}
+        key = (settings.REDIS_URL, settings.REDIS_STREAM_KEY, tuple(settings.DISPATCH_SERVICES))
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+                return cached[1]
+            figures = _read_figures()
+            self._cache.clear()  # only the current settings' figures are worth keeping
+            self._cache[key] = (time.monotonic(), figures)
+        if figures["status"] == "ok":
+            warn_about_lag(figures["services"], settings.REDIS_STREAM_MAX_LEN)
+        return figures
 
 
-def warn_about_lag(services: dict[str, dict], max_len: int) -> None:
+_figures = DispatchFigures()
+
+
+def dispatch_figures() -> Figures:
+    """The figures /metrics shows (see `DispatchFigures.read`)."""
+    return _figures.read()
+
+
+def warn_about_lag(services: dict[str, dict[str, Any]], max_len: int) -> None:
     """A warning for each group whose lag passes LAG_WARNING_SHARE of the stream's MAXLEN (0: never trimmed)."""
     if max_len <= 0:
         return
@@ -93,64 +84,23 @@ def warn_about_lag(services: dict[str, dict], max_len: int) -> None:
             )
 
 
-def _read_figures() -> dict:
-    key = settings.REDIS_STREAM_KEY
+def _read_figures() -> Figures:
     try:
-        client = _client(settings.REDIS_URL)
-        services = _groups(client, key)
-        for service in settings.DISPATCH_SERVICES:  # no worker ran yet: everything on the stream waits
-            services.setdefault(service, {"lag": client.xlen(key), "pending": 0})
-        for service, dead in _dead_letters(client, key + ":dead-letter").items():
-            services.setdefault(service, {"lag": 0, "pending": 0})["dead_letter"] = dead
+        client = redis_clients.client(settings.REDIS_URL, timeout=TIMEOUT)
+        services = groups.read_figures(client, settings.REDIS_STREAM_KEY, settings.DISPATCH_SERVICES, max_scan=MAX_SCAN)
     except (redis.RedisError, OSError):
         logger.info("metrics: Redis did not answer; dispatch figures are unavailable")
         return {"status": "redis_unavailable", "services": {}}
-    for figures in services.values():
-        figures.setdefault("dead_letter", 0)
-    return {"status": "ok", "services": dict(sorted(services.items()))}
+    return {
+        "status": "ok",
+        "services": {service: {name: row[name] for name in FIGURES} for service, row in services.items()},
+    }
 
 
 _lag_warning = Throttled(logger, interval=60.0)
 
 
-def _client(url: str) -> redis.Redis:
-    client = _clients.get(url)
-    if client is None:
-        # No retries: redis-py's default (10, with backoff) would turn one TIMEOUT into many seconds.
-        client = _clients[url] = redis.Redis.from_url(
-            url,
-            socket_timeout=TIMEOUT,
-            socket_connect_timeout=TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=True,
-        )
-    return client
-
-
-def _groups(client: redis.Redis, stream: str) -> dict[str, dict]:
-    try:
-        groups = client.xinfo_groups(stream)
-    except redis.ResponseError:  # the stream does not exist yet: nothing published, nobody behind
-        return {}
-    services = {}
-    for group in groups:
-        lag = group.get("lag")
-        if lag is None:  # Redis cannot tell after deletions: count what is left to read
-            lag = client.eval(_COUNT, 1, stream, "(" + group["last-delivered-id"], MAX_SCAN, "total")[0]
-        services[group["name"].removeprefix(GROUP_PREFIX)] = {
-            "lag": int(lag),
-            "pending": int(group.get("pending") or 0),
-        }
-    return services
-
-
-def _dead_letters(client: redis.Redis, stream: str) -> dict[str, int]:
-    """Dead-letter entries by their `service` field (the oldest MAX_SCAN when there are more)."""
-    flat = client.eval(_COUNT, 1, stream, "-", MAX_SCAN, "by-service")
-    return {flat[i]: int(flat[i + 1]) for i in range(0, len(flat), 2)}
-
-
-def families(figures: dict) -> list:
+def families(figures: dict[str, Any]) -> list[Any]:
     """The figures as Prometheus gauges labelled by service, plus whether Redis answered."""
     from prometheus_client.core import GaugeMetricFamily
 

@@ -18,9 +18,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, Literal
 
 from prometheus_client import Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 
 from instrumentation import multiprocess as process_files
 from llmproxy import lifecycle
@@ -31,9 +33,12 @@ MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
 REFRESH_INTERVAL = 5.0
 # Go's client names these counters without `_total`; the guide's queries use those names.
 UNSUFFIXED_COUNTERS = {"llm_proxy_memory_total_alloc_bytes", "llm_proxy_gc_pause_total_seconds"}
+GaugeMode = Literal[
+    "all", "liveall", "min", "livemin", "max", "livemax", "sum", "livesum", "mostrecent", "livemostrecent"
+]
 
 
-def _gauge(name: str, help_text: str, mode: str = "livesum", labels: tuple = ()) -> Gauge:
+def _gauge(name: str, help_text: str, mode: GaugeMode = "livesum", labels: tuple[str, ...] = ()) -> Gauge:
     return Gauge(name, help_text, labels, multiprocess_mode=mode)
 
 
@@ -96,7 +101,7 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-def _load_mallinfo2():
+def _load_mallinfo2() -> Callable[[], _MallInfo2] | None:
     try:
         function = ctypes.CDLL(None).mallinfo2
     except (AttributeError, OSError):  # not glibc >= 2.33 (macOS, musl): heap figures stay 0
@@ -111,12 +116,12 @@ _mallinfo2 = _load_mallinfo2()
 _gc = {"started": 0.0, "pause": 0.0}
 # What was already transferred to the counters, to add only the difference.
 _seen = {"pause": 0.0, "runs": 0, "heap_alloc": 0, "blocks": 0}
-_state = {"pid": 0, "loop": None}
+_state: dict[str, Any] = {"pid": 0, "loop": None}
 _refresh_lock = threading.Lock()
 _hooks: list[Callable[[], None]] = []
 
 
-def _on_gc(phase: str, info: dict) -> None:
+def _on_gc(phase: str, info: dict[str, int]) -> None:
     if phase == "start":
         _gc["started"] = time.perf_counter()
     else:
@@ -250,7 +255,7 @@ def _proc_status() -> dict[str, int]:
     return figures
 
 
-def finish(families: list) -> list:
+def finish(families: list[Metric]) -> list[Metric]:
     """Replace the per-process start times with the guide's uptime: since the oldest live process started."""
     starts = [
         sample.value

@@ -1,4 +1,4 @@
-"""Instrumentation middleware for /v1 (contract 2, reference §5.2): one event per proxied request.
+"""Instrumentation middleware for /v1: one event per proxied request, as the reference's middleware records.
 
 Installed only in settings.PROXY_MIDDLEWARE, the proxy's lean async handler. Async-native, so Django
 never hops to a thread for it. A streaming response is wrapped in a tee that keeps the first
@@ -13,13 +13,17 @@ store, decode or forward what they send, and dispatch backends that want LLM cal
 
 import logging
 import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
+from django.http import HttpRequest
 
 from instrumentation.bus import get_bus
 from instrumentation.bus.queued import Throttled
 from instrumentation.events import Event, canonical_header
+from instrumentation.timefmt import rfc3339_nano
 
 logger = logging.getLogger("instrumentation")
 
@@ -43,15 +47,15 @@ class InstrumentationMiddleware:
     sync_capable = False
     async_capable = True
 
-    def __init__(self, get_response) -> None:
+    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[Any]]) -> None:
         self.get_response = get_response
         markcoroutinefunction(self)
 
-    async def __call__(self, request):
+    async def __call__(self, request: HttpRequest) -> Any:
         if not settings.OBSERVABILITY_ENABLED or not request.path.startswith("/v1"):
             return await self.get_response(request)
         started = time.perf_counter_ns()
-        response = await self.get_response(request)
+        response: Any = await self.get_response(request)
         if getattr(request, "proxy_skip_event", False) or response.get("X-PROXY-CACHE", "").lower() in _CACHE_HITS:
             return response
         try:
@@ -88,13 +92,13 @@ class Capture:
         "request_encoding",
     )
 
-    def __init__(self, request, response, started_ns: int) -> None:
+    def __init__(self, request: HttpRequest, response: Any, started_ns: int) -> None:
         self.request_id = (
             getattr(request, "proxy_request_id", None)
             or request.headers.get("X-Request-ID")
             or response.get("X-Request-ID", "")
         )
-        self.method = request.method
+        self.method = request.method or ""
         self.path = request.path
         self.refused = getattr(request, "proxy_refused", "")
         self.request_body = _request_body(request) if request.method in _BODY_METHODS and not self.refused else None
@@ -108,7 +112,7 @@ class Capture:
         self.project_id = getattr(request, "proxy_project_id", "")
         self.token_id = getattr(request, "proxy_token_id", "")
 
-    def wrap(self, response):
+    def wrap(self, response: Any) -> AsyncIterator[bytes] | Iterator[bytes] | Any:
         """The tee over the response's own iterator. Not over `streaming_content`: that getter's wrapper refers to
         the response, which would again make a cycle; make_bytes' job is done in the tee instead."""
         source = getattr(response, "_iterator", None)
@@ -119,7 +123,7 @@ class Capture:
             return self.tee(response.streaming_content) if response.is_async else response.streaming_content
         return self.tee(source) if response.is_async else self.tee_sync(source)
 
-    async def tee(self, content):
+    async def tee(self, content: AsyncIterable[object]) -> AsyncIterator[bytes]:
         chunks = self.chunks
         room = settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES
         try:
@@ -136,7 +140,7 @@ class Capture:
             # No await here: this also runs from GeneratorExit when a disconnected client's stream is closed.
             self.finish_stream()
 
-    def tee_sync(self, content):
+    def tee_sync(self, content: Iterable[object]) -> Iterator[bytes]:
         """The same for a synchronous iterator (e.g. a FileResponse)."""
         chunks = self.chunks
         room = settings.OBSERVABILITY_MAX_RESPONSE_BODY_BYTES
@@ -191,14 +195,14 @@ class Capture:
             )
 
 
-def _as_bytes(chunk) -> bytes:
+def _as_bytes(chunk: object) -> bytes:
     """HttpResponseBase.make_bytes without the response (text in DEFAULT_CHARSET; the proxy yields bytes)."""
     if isinstance(chunk, (bytes, memoryview, bytearray)):
         return bytes(chunk)
     return str(chunk).encode(settings.DEFAULT_CHARSET)
 
 
-def _request_body(request) -> bytes | None:
+def _request_body(request: HttpRequest) -> bytes | None:
     """The first OBSERVABILITY_MAX_REQUEST_BODY_BYTES of the body the view read (read here if it did not)."""
     try:
         body = request.body  # cached by the view; slicing below copies only when the body is over the cap
@@ -207,7 +211,7 @@ def _request_body(request) -> bytes | None:
     return body[: settings.OBSERVABILITY_MAX_REQUEST_BODY_BYTES]
 
 
-def _event_headers(response_headers) -> dict[str, list[str]]:
+def _event_headers(response_headers: Any) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
     # ResponseHeaders keeps (name as set, value) per lower-cased name; reading that store directly is
     # several times cheaper than its Mapping interface, which looks every key up again.
@@ -228,18 +232,3 @@ def _remember_canonical(name: str) -> str:
     if len(_canonical_names) < 2048:
         _canonical_names[name] = key
     return key
-
-
-_stamp_cache = (-1, "")
-
-
-def rfc3339_nano(ns: int) -> str:
-    """Go's time.RFC3339Nano in UTC: `2024-05-01T12:00:00.123456789Z`, trailing fraction zeros dropped."""
-    global _stamp_cache
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    cached_seconds, stamp = _stamp_cache
-    if seconds != cached_seconds:  # strftime is the slow part; requests in the same second share it
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _stamp_cache = (seconds, stamp)
-    digits = f"{fraction:09d}".rstrip("0")
-    return f"{stamp}.{digits}Z" if digits else f"{stamp}Z"

@@ -12,9 +12,10 @@ import glob
 import os
 import socket
 import time
+from typing import Any
 
 LIVE_MODES = ("liveall", "livemin", "livemax", "livesum", "livemostrecent")
-_cached_id: list = [0, ""]
+_cached_id: list[Any] = [0, ""]  # [pid, id]: the id of the process that last asked
 STALE_AFTER = 60.0  # seconds without a heartbeat after which another host's process counts as gone
 
 
@@ -24,7 +25,8 @@ def process_id() -> str:
     if pid != _cached_id[0]:
         # File names are split on "_" by the collector, so the id must not contain one.
         _cached_id[:] = [pid, f"{_host()}-{pid}"]
-    return _cached_id[1]
+    process: str = _cached_id[1]
+    return process
 
 
 def configure(path: str) -> None:
@@ -33,7 +35,7 @@ def configure(path: str) -> None:
 
     os.makedirs(path, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    values.ValueClass = values.MultiProcessValue(process_id)
+    values.ValueClass = values.MultiProcessValue(process_id)  # type: ignore[no-untyped-call]  # untyped in prometheus_client
 
 
 def mark_dead(identifier: str) -> None:

@@ -6,11 +6,13 @@ Redis for the dispatch figures) runs in a worker thread so a slow Redis never ho
 """
 
 import asyncio
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_safe
+from prometheus_client.metrics_core import Metric
 
 from instrumentation import metrics, metrics_bus, metrics_dispatch
 from instrumentation import metrics_runtime as runtime
@@ -32,10 +34,10 @@ JSON_FIELDS = {
 
 
 @require_safe
-async def metrics_json(request):
+async def metrics_json(request: HttpRequest) -> JsonResponse:
     families, dispatch = await _gather()
     sums = metrics.totals(families)
-    body = {field: _number(sums.get(family, 0)) for field, family in JSON_FIELDS.items()}
+    body: dict[str, Any] = {field: _number(sums.get(family, 0)) for field, family in JSON_FIELDS.items()}
     body["uptime_seconds"] = sums.get("llm_proxy_uptime_seconds", 0.0)
     body["requests_by_status_class"] = _by_label(families, "llm_proxy_requests_by_status_class", "status_class")
     body["event_bus"] = {"backend": settings.LLM_PROXY_EVENT_BUS, **metrics_bus.figures(sums)}
@@ -45,13 +47,13 @@ async def metrics_json(request):
 
 
 @require_safe
-async def metrics_prometheus(request):
+async def metrics_prometheus(request: HttpRequest) -> HttpResponse:
     families, dispatch = await _gather()
     text = metrics.exposition([*families, *metrics_dispatch.families(dispatch)])
     return HttpResponse(text, content_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
 
-async def _gather() -> tuple[list, dict]:
+async def _gather() -> tuple[list[Metric], dict[str, Any]]:
     if not settings.ENABLE_METRICS:  # also checked here: the URLconf is built once per process
         raise Http404("metrics are disabled (ENABLE_METRICS=false)")
     runtime.remember_loop(asyncio.get_running_loop())  # for the heartbeat's samples, taken from its own thread
@@ -59,11 +61,11 @@ async def _gather() -> tuple[list, dict]:
     return await sync_to_async(_collect, thread_sensitive=False)(tasks)
 
 
-def _collect(tasks: int) -> tuple[list, dict]:
+def _collect(tasks: int) -> tuple[list[Metric], dict[str, Any]]:
     return metrics.collect(asyncio_tasks=tasks), metrics_dispatch.dispatch_figures()
 
 
-def _by_label(families: list, name: str, label: str) -> dict[str, int]:
+def _by_label(families: list[Metric], name: str, label: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for family in families:
         if family.name == name:

@@ -2,6 +2,7 @@
 
 import os
 import sys
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init
@@ -14,7 +15,7 @@ app.autodiscover_tasks()
 
 
 @app.on_after_configure.connect
-def _add_dispatch_schedule(sender, **_kwargs) -> None:
+def _add_dispatch_schedule(sender: Celery, **_kwargs: Any) -> None:
     """Beat runs one drain cycle per service in DISPATCH_SERVICES every DISPATCH_INTERVAL."""
     from dispatch.schedule import beat_schedule
 
@@ -22,7 +23,7 @@ def _add_dispatch_schedule(sender, **_kwargs) -> None:
 
 
 @worker_init.connect
-def _check_dispatch_services(**_kwargs) -> None:
+def _check_dispatch_services(**_kwargs: Any) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
     from dispatch.schedule import check_services

@@ -1,25 +1,27 @@
-"""/health, /ready and /live (reference §1 #18)."""
+"""/health, /ready and /live: the reference's health endpoints, with the same bodies and statuses."""
 
 import logging
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from llmproxy import redis as redis_clients
 
 logger = logging.getLogger(__name__)
 
 
-def health(request):
+def health(request: HttpRequest) -> JsonResponse:
     now = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
     return JsonResponse({"status": "ok", "version": settings.VERSION, "timestamp": now})
 
 
-def live(request):
+def live(request: HttpRequest) -> HttpResponse:
     return HttpResponse("alive", content_type="text/plain; charset=utf-8")
 
 
-def ready(request):
+def ready(request: HttpRequest) -> HttpResponse:
     problems = []
     try:
         with connection.cursor() as cursor:
@@ -35,9 +37,4 @@ def ready(request):
 
 
 def _redis_answers() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
+    return redis_clients.ping(timeout=1.0)

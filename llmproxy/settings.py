@@ -107,6 +107,8 @@ INSTALLED_APPS = [
     "audit",
     "instrumentation",
     "dispatch",
+    "usage",
+    "cli",
     "llmproxy.proxy",
 ]
 

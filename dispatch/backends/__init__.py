@@ -37,7 +37,7 @@ def create_backend(
     if not api_key:
         api_key = getattr(settings, KEY_SETTINGS.get(service, ""), "") or settings.LLM_PROXY_API_KEY
     try:
-        backend_class = import_string(BACKENDS[service])
+        backend_class: type[Backend] = import_string(BACKENDS[service])
     except ImportError as exc:
         raise BackendConfigError(f"The {service} dispatch backend cannot be loaded: {exc}") from exc
     return backend_class(endpoint=endpoint or "", api_key=api_key or "")

@@ -1,12 +1,13 @@
 """The dispatch backend interface: turn an event into a payload, deliver a batch of payloads."""
 
 from datetime import datetime
+from typing import Any
 
 import httpx
 
-from dispatch.jsonsafe import dumps_bytes
 from dispatch.transform import event_to_payload
 from instrumentation.events import Event
+from instrumentation.jsonsafe import dumps_bytes
 
 HTTP_TIMEOUT = 30.0  # the reference's client timeout
 USER_AGENT = "llm-proxy-dispatcher"
@@ -42,11 +43,11 @@ class Backend:
         self.endpoint = endpoint
         self.api_key = api_key
 
-    def payload(self, event: Event, received_at: datetime | None = None) -> dict | None:
+    def payload(self, event: Event, received_at: datetime | None = None) -> dict[str, Any] | None:
         """What this service receives for one event; None skips it (non-POST events)."""
         return event_to_payload(event, received_at=received_at)
 
-    def send(self, payloads: list[dict]) -> None:
+    def send(self, payloads: list[dict[str, Any]]) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -75,7 +76,7 @@ class HttpBackend(Backend):
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
         )
 
-    def post(self, body: dict) -> httpx.Response:
+    def post(self, body: dict[str, Any]) -> httpx.Response:
         """POST `body`; network errors, 408, 429 and 5xx are transient, other non-2xx answers permanent."""
         try:
             # Encoded here, not by httpx's json=: a lone surrogate or a NaN in a body must not raise.

@@ -2,9 +2,10 @@
 
 import os
 from pathlib import Path
+from typing import Any
 
 from dispatch.backends.base import Backend, BackendConfigError, DeliveryError
-from dispatch.jsonsafe import dumps_bytes
+from instrumentation.jsonsafe import dumps_bytes
 
 
 class FileBackend(Backend):
@@ -20,7 +21,7 @@ class FileBackend(Backend):
         super().__init__(endpoint=endpoint)
         self.path = Path(endpoint)
 
-    def send(self, payloads: list[dict]) -> None:
+    def send(self, payloads: list[dict[str, Any]]) -> None:
         data = b"".join(dumps_bytes(payload) + b"\n" for payload in payloads)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

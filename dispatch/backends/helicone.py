@@ -1,4 +1,4 @@
-"""The `helicone` service: one POST per event in the manual-logger format (lunary-helicone.md §3).
+"""The `helicone` service: one POST per event in Helicone's manual-logger format.
 
 Helicone takes the provider from the URL path (`/oai/v1/log` prices OpenAI models), extracts stream
 usage only from the raw SSE in `textBody`, requires `providerResponse.json` even then, and answers
@@ -7,9 +7,11 @@ usage only from the raw SSE in `textBody`, requires `providerResponse.json` even
 
 import re
 from datetime import datetime
+from typing import Any
 
 from dispatch import transform
 from dispatch.backends.base import DeliveryError, HttpBackend
+from instrumentation import bodies
 from instrumentation.events import Event
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -20,12 +22,12 @@ class HeliconeBackend(HttpBackend):
     default_endpoint = "https://api.worker.helicone.ai/oai/v1/log"
     key_variable = "HELICONE_API_KEY"
 
-    def payload(self, event: Event, received_at: datetime | None = None) -> dict | None:
+    def payload(self, event: Event, received_at: datetime | None = None) -> dict[str, Any] | None:
         if event.method.upper() != "POST" or transform.is_refused(event):
             return None  # not an LLM call: refused requests (no token, bad method...) stay out of the service
         return manual_log(event, received_at)
 
-    def send(self, payloads: list[dict]) -> None:
+    def send(self, payloads: list[dict[str, Any]]) -> None:
         failures: dict[int, Exception] = {}
         for index, body in enumerate(payloads):
             try:
@@ -42,7 +44,7 @@ class HeliconeBackend(HttpBackend):
             first = next(iter(failures.values()))
             raise DeliveryError(f"helicone refused {len(failures)} of {len(payloads)} logs: {first}", failures=failures)
 
-    def _send_one(self, body: dict) -> None:
+    def _send_one(self, body: dict[str, Any]) -> None:
         response = self.post(body)
         text = response.text.strip()
         if text.startswith("{"):
@@ -55,12 +57,12 @@ class HeliconeBackend(HttpBackend):
                 raise DeliveryError(f"helicone answered 200 with error: {error}", permanent=True)
 
 
-def manual_log(event: Event, received_at: datetime | None = None) -> dict:
-    request_raw, response_raw = transform.request_body(event), transform.response_body(event)
+def manual_log(event: Event, received_at: datetime | None = None) -> dict[str, Any]:
+    request_raw, response_raw = bodies.request_body(event), bodies.response_body(event)
     request = request_raw.json()
     started, ended = transform.event_times(event, received_at)
     stream = transform.is_stream(event, request)
-    response: dict = {"status": event.status, "headers": _headers(event), "json": {}}
+    response: dict[str, Any] = {"status": event.status, "headers": _headers(event), "json": {}}
     if stream:
         response["textBody"] = _raw_stream(response_raw)
     else:
@@ -69,7 +71,7 @@ def manual_log(event: Event, received_at: datetime | None = None) -> dict:
             response["json"] = output
         elif isinstance(output, str) and output:
             response["textBody"] = output
-    timing = {"startTime": _moment(started), "endTime": _moment(ended)}
+    timing: dict[str, Any] = {"startTime": _moment(started), "endTime": _moment(ended)}
     first_chunk = transform.first_chunk_at(event) if stream else None
     if first_chunk is not None:
         ttft_ms = (first_chunk - started).total_seconds() * 1000
@@ -85,7 +87,7 @@ def manual_log(event: Event, received_at: datetime | None = None) -> dict:
     }
 
 
-def _meta(event: Event, request, truncated: list[str]) -> dict[str, str]:
+def _meta(event: Event, request: Any, truncated: list[str]) -> dict[str, str]:
     meta = {
         "Helicone-Request-Id": transform.run_id(event),
         "Helicone-Property-Source": "llm-proxy",
@@ -119,7 +121,7 @@ def _header_value_ok(value: str) -> bool:
     return True
 
 
-def _raw_stream(body: transform.Body) -> str:
+def _raw_stream(body: bodies.Body) -> str:
     text = body.text() or ""
     # Helicone's stream preview drops the last line, assuming it is [DONE]; a capped stream lacks it.
     if not text.rstrip().endswith("data: [DONE]"):

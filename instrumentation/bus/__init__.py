@@ -15,39 +15,84 @@ from django.utils.module_loading import import_string
 from instrumentation.bus.base import EventBus, Message, StreamConsumer
 from llmproxy import lifecycle
 
-__all__ = ["EventBus", "Message", "StreamConsumer", "current_bus", "get_bus", "get_consumer", "reset_for_tests"]
+__all__ = [
+    "EventBus",
+    "EventBusHolder",
+    "Message",
+    "StreamConsumer",
+    "current_bus",
+    "get_bus",
+    "get_consumer",
+    "holder",
+    "reset_for_tests",
+]
 
 BACKENDS = {
     "in-memory": "instrumentation.bus.memory.InMemoryBus",
     "redis-streams": "instrumentation.bus.redis_streams.RedisStreamsBus",
 }
 
-_bus: EventBus | None = None
-_lock = threading.Lock()
+
+class EventBusHolder:
+    """Owns the process's publisher: creates it on first use from the current settings, starts it with the
+    web process and stops it (flushing what is queued) at shutdown; `reset()` drops it so that the next
+    `get()` builds a fresh one (tests that change the bus settings)."""
+
+    def __init__(self) -> None:
+        self._bus: EventBus | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> EventBus:
+        bus = self._bus
+        return bus if bus is not None else self._create()
+
+    def current(self) -> EventBus | None:
+        """The publisher if one was created, without creating it (metrics read it)."""
+        return self._bus
+
+    def _create(self) -> EventBus:
+        with self._lock:
+            if self._bus is None:
+                bus: EventBus = import_string(BACKENDS[settings.LLM_PROXY_EVENT_BUS]).from_settings()
+                if settings.FILE_EVENT_LOG:
+                    from instrumentation.file_log import FileEventLog
+
+                    bus.subscribe(FileEventLog(settings.FILE_EVENT_LOG))
+                self._bus = bus
+            return self._bus
+
+    def reset(self) -> None:
+        """Close and forget the publisher, without flushing; the next `get()` follows the current settings."""
+        with self._lock:
+            bus, self._bus = self._bus, None
+        if bus is not None:
+            bus.close()
+
+    async def astart(self) -> None:
+        await self.get().start()
+
+    async def astop(self) -> None:
+        bus = self._bus
+        if bus is not None:
+            await bus.stop(grace=min(settings.SHUTDOWN_TIMEOUT, 10.0))
+
+    def register(self) -> None:
+        """Start the publisher with the web process and stop it at shutdown (idempotent)."""
+        lifecycle.on_startup(self.astart)
+        lifecycle.on_shutdown(self.astop)
+
+
+holder = EventBusHolder()
 
 
 def get_bus() -> EventBus:
     """The process's publisher, created on first use from the current settings."""
-    bus = _bus
-    return bus if bus is not None else _create_bus()
+    return holder.get()
 
 
 def current_bus() -> EventBus | None:
     """The process's publisher if one was created, without creating it (metrics read it)."""
-    return _bus
-
-
-def _create_bus() -> EventBus:
-    global _bus
-    with _lock:
-        if _bus is None:
-            bus = import_string(BACKENDS[settings.LLM_PROXY_EVENT_BUS]).from_settings()
-            if settings.FILE_EVENT_LOG:
-                from instrumentation.file_log import FileEventLog
-
-                bus.subscribe(FileEventLog(settings.FILE_EVENT_LOG))
-            _bus = bus
-        return _bus
+    return holder.current()
 
 
 def get_consumer(*, stream_key: str | None = None, url: str | None = None) -> StreamConsumer:
@@ -64,22 +109,12 @@ def get_consumer(*, stream_key: str | None = None, url: str | None = None) -> St
 
 
 def reset_for_tests() -> None:
-    """Forget the process's bus so the next get_bus() follows the current settings."""
-    global _bus
-    with _lock:
-        bus, _bus = _bus, None
-    if bus is not None:
-        bus.close()
+    """Forget the process's bus so the next get_bus() follows the current settings (`holder.reset()`)."""
+    holder.reset()
 
 
-async def _astart_bus() -> None:
-    await get_bus().start()
-
-
-async def _astop_bus() -> None:
-    if _bus is not None:
-        await _bus.stop(grace=min(settings.SHUTDOWN_TIMEOUT, 10.0))
-
-
-lifecycle.on_startup(_astart_bus)
-lifecycle.on_shutdown(_astop_bus)
+# Registered when the event capture is first imported (the middleware imports this module when the ASGI
+# application is built, after the apps' ready()), so the publisher starts after and stops before the
+# proxy's own background work. `register()` is idempotent: the place that starts the process's parts in
+# a fixed order may call it explicitly.
+holder.register()

@@ -4,6 +4,7 @@ One small base, one module per backend (memory.py, redis_streams.py), selected b
 """
 
 from collections.abc import Callable
+from typing import Any
 
 from instrumentation.events import Event
 
@@ -32,7 +33,7 @@ class EventBus:
     def close(self) -> None:
         """Synchronous teardown without flushing (tests, reset_for_tests)."""
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         """Counters for /metrics: at least `events_published` and `events_dropped`."""
         return {"events_published": 0, "events_dropped": 0}
 

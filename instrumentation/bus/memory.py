@@ -1,4 +1,5 @@
-"""In-memory bus: one process, fan-out to in-process subscribers (FILE_EVENT_LOG, tests). Reference §5.3."""
+"""In-memory bus: one process, fan-out to in-process subscribers (FILE_EVENT_LOG, tests), as the reference's
+in-memory bus."""
 
 from django.conf import settings
 

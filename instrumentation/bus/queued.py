@@ -15,6 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from instrumentation import metrics
 from instrumentation.bus.base import EventBus
@@ -43,7 +44,7 @@ class Throttled:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, message: str, *args, **kwargs) -> None:
+    def warning(self, message: str, *args: object, **kwargs: Any) -> None:
         now = time.monotonic()
         if now - self._last.get(message, -self.interval) < self.interval:
             self._suppressed[message] = self._suppressed.get(message, 0) + 1
@@ -68,7 +69,7 @@ class QueuedBus(EventBus):
         self._buffered_bytes = 0
         self._subscribers: list[Callable[[Event], None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._generation = 0
         self._closing = False
@@ -100,7 +101,7 @@ class QueuedBus(EventBus):
     def subscribe(self, callback: Callable[[Event], None]) -> None:
         self._subscribers.append(callback)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {
             "backend": self.name,
             "events_published": self.published,
@@ -115,7 +116,7 @@ class QueuedBus(EventBus):
         """Whether the backend takes events now (the Redis bus: False while its publisher retries)."""
         return True
 
-    def count_dropped(self, amount: int, reason: str, *args) -> None:
+    def count_dropped(self, amount: int, reason: str, *args: object) -> None:
         self.dropped += amount
         metrics.count("events_dropped", amount)
         self._warn.warning(f"event bus ({self.name}): dropped %d event(s): {reason}", amount, *args)
@@ -128,14 +129,15 @@ class QueuedBus(EventBus):
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # a thread without a loop: wake the drain task where it runs, if anywhere
-            loop = self._loop
-            if loop is not None and self._wakeup is not None and loop.is_running():
-                loop.call_soon_threadsafe(self._wakeup.set)
+            owner = self._loop
+            if owner is not None and self._wakeup is not None and owner.is_running():
+                owner.call_soon_threadsafe(self._wakeup.set)
             return
-        if loop is not self._loop or self._task is None or self._task.done():
+        wakeup = self._wakeup
+        if loop is not self._loop or self._task is None or self._task.done() or wakeup is None:
             self._start_on(loop)
         else:
-            self._wakeup.set()
+            wakeup.set()
 
     def _start_on(self, loop: asyncio.AbstractEventLoop) -> None:
         # A task left on another loop sees the new generation and ends after its current batch.
@@ -173,7 +175,8 @@ class QueuedBus(EventBus):
 
     def _take_batch(self) -> list[Event]:
         """Up to batch_max events and batch_max_bytes from the buffer, which become the batch in hand."""
-        buffer, batch, total = self._buffer, [], 0
+        buffer, total = self._buffer, 0
+        batch: list[Event] = []
         while buffer and len(batch) < self.batch_max:
             size = event_size(buffer[0])
             if batch and total + size > self.batch_max_bytes:
@@ -217,7 +220,9 @@ class QueuedBus(EventBus):
                 return False
             here = asyncio.get_running_loop()
             # A drain task running on another thread's loop is left alone to do the work.
-            if self._buffer and (self._task is None or self._task.done() or not self._loop.is_running()):
+            if self._buffer and (
+                self._task is None or self._task.done() or self._loop is None or not self._loop.is_running()
+            ):
                 await self.start()
             elif self._wakeup is not None and self._loop is here:
                 self._wakeup.set()

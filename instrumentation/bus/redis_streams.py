@@ -1,4 +1,4 @@
-"""Redis Streams bus (reference §5.4): `XADD <key> MAXLEN ~ <n> * data <json>` and consumer groups.
+"""Redis Streams bus, as the reference's: `XADD <key> MAXLEN ~ <n> * data <json>` and consumer groups.
 
 Publishing: the request appends to a bounded buffer (EVENT_PUBLISH_QUEUE_SIZE events and
 OBSERVABILITY_BUFFER_BYTES); the drain task writes pipelined batches with redis.asyncio. When Redis is
@@ -13,17 +13,18 @@ import asyncio
 import logging
 import math
 import time
+from typing import Any
 
 import redis
 import redis.asyncio as aredis
 from django.conf import settings
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from instrumentation.bus.base import Message, StreamConsumer
+from instrumentation.bus.groups import service_of
 from instrumentation.bus.queued import DEFAULT_MAX_BYTES, QueuedBus
 from instrumentation.events import Event
-from instrumentation.metrics_dispatch import GROUP_PREFIX, warn_about_lag
+from instrumentation.metrics_dispatch import warn_about_lag
+from llmproxy import redis as redis_clients
 
 logger = logging.getLogger("instrumentation.bus")
 
@@ -61,7 +62,7 @@ class RedisStreamsBus(QueuedBus):
             max_bytes=settings.OBSERVABILITY_BUFFER_BYTES,
         )
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, Any]:
         return {**super().stats(), "stream": self.stream_key, "redis_available": not self._redis_down}
 
     @property
@@ -74,13 +75,8 @@ class RedisStreamsBus(QueuedBus):
         connection = self._connections.get(self._generation)
         if connection is None:
             # redis-py's own retries would hold the batch for seconds; the drain loop retries instead.
-            pool = aredis.ConnectionPool.from_url(
-                self.url,
-                socket_connect_timeout=CONNECT_TIMEOUT,
-                socket_timeout=WRITE_TIMEOUT,
-                retry=Retry(NoBackoff(), 0),
-            )
-            connection = self._connections[self._generation] = pool.make_connection()
+            pool = redis_clients.async_pool(self.url, timeout=WRITE_TIMEOUT, connect_timeout=CONNECT_TIMEOUT)
+            connection = self._connections[self._generation] = pool.make_connection()  # type: ignore[no-untyped-call]  # unannotated in redis-py
         return connection
 
     async def awrite(self, batch: list[Event]) -> None:
@@ -88,7 +84,9 @@ class RedisStreamsBus(QueuedBus):
             await self._awrite_retrying(chunk)
 
     def _encode(self, batch: list[Event]) -> list[list[bytes]]:
-        chunks, current, size = [], [], 0
+        chunks: list[list[bytes]] = []
+        current: list[bytes] = []
+        size = 0
         for event in batch:
             data = event.to_bytes()
             if current and size + len(data) > BATCH_MAX_BYTES:
@@ -154,14 +152,14 @@ class RedisStreamsBus(QueuedBus):
         except Exception:  # a look at the lag must never cost the batch that was just written
             logger.debug("event bus: reading the groups' lag failed", exc_info=True)
 
-    async def _xadd(self, payloads: list[bytes]) -> list:
+    async def _xadd(self, payloads: list[bytes]) -> list[Any]:
         """One pipelined write of `XADD <key> [MAXLEN ~ n] * data <json>` per payload; a reply (id or error) each.
 
         The commands are packed here rather than through redis-py's Pipeline, whose per-command
         bookkeeping costs more CPU than the rest of publishing together.
         """
         head = self._command_head
-        packed = []
+        packed: list[bytes] = []
         for data in payloads:
             packed += (head, b"$%d\r\n" % len(data), data, b"\r\n")
         connection = self._connection()
@@ -189,7 +187,7 @@ class RedisStreamsBus(QueuedBus):
                 pass
 
 
-def _lags(groups: list) -> dict[str, dict]:
+def _lags(groups: list[Any]) -> dict[str, dict[str, Any]]:
     """{service: {"lag": n}} from XINFO GROUPS replies (groups whose lag Redis cannot tell are skipped)."""
     lags = {}
     for group in groups or []:
@@ -197,7 +195,7 @@ def _lags(groups: list) -> dict[str, dict]:
         fields = group if isinstance(group, dict) else dict(zip(group[::2], group[1::2], strict=False))
         lag = fields.get(b"lag")
         if isinstance(lag, int):
-            lags[fields[b"name"].decode(errors="replace").removeprefix(GROUP_PREFIX)] = {"lag": lag}
+            lags[service_of(fields[b"name"].decode(errors="replace"))] = {"lag": lag}
     return lags
 
 
@@ -215,10 +213,8 @@ class RedisStreamConsumer(StreamConsumer):
 
     def __init__(self, *, url: str, stream_key: str, block_timeout: float) -> None:
         self.stream_key = stream_key
-        # A blocking XREADGROUP must not hit the socket timeout.
-        self.client = redis.Redis.from_url(
-            url, decode_responses=True, socket_connect_timeout=5, socket_timeout=block_timeout + 10
-        )
+        # A blocking XREADGROUP must not hit the socket timeout: its read timeout exceeds the block time.
+        self.client = redis_clients.blocking_client(url, block_seconds=block_timeout)
 
     @classmethod
     def from_settings(cls, *, stream_key: str | None = None, url: str | None = None) -> "RedisStreamConsumer":
@@ -238,7 +234,7 @@ class RedisStreamConsumer(StreamConsumer):
 
     def read(self, group: str, consumer: str, count: int, block_ms: int | None, pending: bool = False) -> list[Message]:
         # Pending (id 0) is read without BLOCK: it answers at once with this consumer's unacknowledged entries.
-        response = self.client.xreadgroup(
+        response: Any = self.client.xreadgroup(
             group,
             consumer,
             {self.stream_key: "0" if pending else ">"},
@@ -254,7 +250,8 @@ class RedisStreamConsumer(StreamConsumer):
 
     def claim(self, group: str, consumer: str, min_idle_ms: int, count: int) -> list[Message]:
         """XAUTOCLAIM from the start of the pending list, following the cursor until `count` entries or its end."""
-        claimed, cursor = [], "0-0"
+        claimed: list[Any] = []
+        cursor = "0-0"
         for _ in range(10):
             result = self.client.xautoclaim(
                 self.stream_key, group, consumer, min_idle_time=min_idle_ms, start_id=cursor, count=count - len(claimed)
@@ -265,7 +262,7 @@ class RedisStreamConsumer(StreamConsumer):
                 break
         return self._messages(group, claimed)
 
-    def _messages(self, group: str, entries: list) -> list[Message]:
+    def _messages(self, group: str, entries: list[Any]) -> list[Message]:
         """(id, data) pairs; entries without `data` (trimmed while pending, or foreign) are acked and skipped."""
         messages, dead = [], []
         for entry_id, fields in entries:

@@ -8,13 +8,13 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from dispatch.models import UsageRollup
 from dispatch.runner import run_cycle
 from tests.browser.conftest import admin_login
 from tests.support.waiting import wait_until
+from usage.models import UsageRollup
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-DASHBOARD = "/admin/dispatch/usagerollup/"
+DASHBOARD = "/admin/usage/usagerollup/"
 
 CHART_TOTAL = """id => {
   const chart = Chart.getChart(id);

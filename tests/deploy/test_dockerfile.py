@@ -50,7 +50,7 @@ def test_collectstatic_at_build_collects_the_admin_and_the_vendored_chart_librar
     result = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "static/vendor/chart.umd.min.js").is_file()
-    assert (tmp_path / "static/dispatch/usage-dashboard.js").is_file()
+    assert (tmp_path / "static/usage/usage-dashboard.js").is_file()
     assert (tmp_path / "static/admin/css/base.css").is_file()
 
 

@@ -1,4 +1,5 @@
-"""The fakes answer the negative fixtures of lunary-helicone.md §4.3 as the real services do."""
+"""The fakes reject what the real services reject (a bare array, a bad token, a duplicate start; what Helicone's
+worker refuses) with the same answers."""
 
 import httpx
 

@@ -12,17 +12,12 @@ import zlib
 import brotli
 import pytest
 
-from dispatch import jsonsafe
 from dispatch.backends import create_backend
-from dispatch.transform import (
-    REQUEST_ENCODING_HEADER,
-    decode_capped,
-    event_to_payload,
-    merge_openai_sse,
-    request_json,
-    response_output,
-)
+from dispatch.transform import event_to_payload, request_json, response_output
+from instrumentation import jsonsafe
+from instrumentation.bodies import REQUEST_ENCODING_HEADER, decode_capped
 from instrumentation.events import Event
+from instrumentation.sse import merge_openai_sse
 from tests.dispatch.factories import CHAT_REQUEST, chat_event, stream_event
 from tests.support.bombs import brotli_json_bomb, gzip_json_bomb
 from tests.support.fake_services import HELICONE_KEY, LUNARY_KEY

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatch import jsonsafe
 from dispatch.backends import create_backend
 from dispatch.transform import REQUEST_ENCODING_HEADER, event_to_payload
+from instrumentation import jsonsafe
 from instrumentation.events import Event
 from instrumentation.file_log import file_event_line
 from tests.support.fake_services import HELICONE_KEY, LUNARY_KEY

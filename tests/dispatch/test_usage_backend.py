@@ -1,4 +1,4 @@
-"""The `usage` dispatch service: events become hourly rollups per project and token (contract 9)."""
+"""The `usage` dispatch service: events become hourly rollups per project and token, read by the report."""
 
 import io
 import threading
@@ -10,11 +10,11 @@ from django.core.management import call_command
 from django.db import OperationalError, close_old_connections, connection
 
 from dispatch.backends import create_backend
-from dispatch.models import UsageRollup
-from dispatch.usage import usage_cleanup, usage_record, usage_sample_cache_hits
-from dispatch.usage_report import percentile, usage_report
 from tests.dispatch.factories import chat_event, stream_event
 from tokens.models import Token
+from usage.models import UsageRollup
+from usage.report import percentile, usage_report
+from usage.rollups import usage_cleanup, usage_record, usage_sample_cache_hits
 
 # Within the retention (the backend applies it when it sends), in the middle of an hour.
 RECEIVED = datetime.now(UTC).replace(minute=30, second=0, microsecond=0) - timedelta(days=1)

@@ -1,22 +1,23 @@
 """`manage.py dispatch_status`: per service, how far its dispatchers are behind and what failed."""
 
 import json
+from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dispatch.status import dispatch_status
-from dispatch.streams import dead_letter_key
+from instrumentation.bus.groups import dead_letter_key
 
 
 class Command(BaseCommand):
     help = "Show each dispatch service's consumer-group lag, pending entries, consumers and dead letters."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             rows = dispatch_status()
         except redis.RedisError as exc:

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import redis
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from dispatch.backends import KEY_SETTINGS, BackendConfigError, create_backend, services_for_cli
 from dispatch.drain import Drainer, DrainOptions
@@ -22,7 +24,7 @@ logger = logging.getLogger("dispatch")
 class Command(BaseCommand):
     help = "Deliver instrumentation events from the event stream to a JSONL file, Lunary or Helicone."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--service",
             choices=services_for_cli(),
@@ -57,7 +59,7 @@ class Command(BaseCommand):
             help="Run in the background and print its process id (DISPATCHER_DETACH).",
         )
 
-    def handle(self, *args, **options) -> None:
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["batch_size"] < 1 or options["buffer"] < 1:
             raise CommandError("--batch-size and --buffer must be at least 1.")
         if options["detach"]:
@@ -81,7 +83,7 @@ class Command(BaseCommand):
             f"{drainer.skipped} skipped"
         )
 
-    def _drainer(self, options: dict, stop: threading.Event) -> Drainer:
+    def _drainer(self, options: dict[str, Any], stop: threading.Event) -> Drainer:
         try:
             return build_drainer(
                 options["service"],
@@ -106,7 +108,7 @@ class Command(BaseCommand):
                 stop.wait(1.0)
 
     def _on_signals(self, stop: threading.Event) -> None:
-        def request_stop(signum, _frame) -> None:
+        def request_stop(signum: int, _frame: FrameType | None) -> None:
             if stop.is_set() and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # a second Ctrl-C: leave now, unacknowledged events stay pending
             self._say(f"dispatcher: {signal.Signals(signum).name} received, stopping after the current batch")
@@ -115,7 +117,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
-    def _serve_in_process(self, options: dict, stop: threading.Event) -> None:
+    def _serve_in_process(self, options: dict[str, Any], stop: threading.Event) -> None:
         from dispatch.inprocess import InProcessConsumer, LoggedDeadLetters
         from instrumentation.bus import get_bus
 
@@ -146,7 +148,7 @@ class Command(BaseCommand):
         Drainer(backend, consumer, LoggedDeadLetters(), drain_options, stop=stop).run()
         self._say("dispatcher: stopped")
 
-    def _detach(self, options: dict) -> None:
+    def _detach(self, options: dict[str, Any]) -> None:
         """Start the same command in its own session, output to a log file, and return (what --detach promises)."""
         args = [
             sys.executable,

@@ -11,9 +11,11 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import openai
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 TIMING_HEADERS = ("X-Proxy-Received-At", "X-Proxy-First-Response-At", "X-Proxy-Final-Response-At")
 
@@ -26,7 +28,7 @@ def _env_bool(name: str, default: bool) -> bool:
 class Command(BaseCommand):
     help = "Chat with a model through the proxy (streaming tokens as they arrive)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         env = os.environ.get
         parser.add_argument("--proxy", default=env("PROXY_URL", "http://localhost:8080"), help="Proxy base URL")
         parser.add_argument("--token", default=env("PROXY_TOKEN", ""), help="Proxy token (or PROXY_TOKEN)")
@@ -44,7 +46,7 @@ class Command(BaseCommand):
             "--verbose", action="store_true", default=_env_bool("VERBOSE", False), help="Show timing and usage"
         )
 
-    def handle(self, *args, **opts) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         if not opts["token"]:
             raise CommandError("No token: pass --token or set PROXY_TOKEN.")
         self.opts = opts
@@ -82,7 +84,7 @@ class Command(BaseCommand):
             return None
         return None if text in ("exit", "quit") else text
 
-    def _answer(self, messages: list[dict]) -> str | None:
+    def _answer(self, messages: list[dict[str, Any]]) -> str | None:
         request = {"model": self.opts["model"], "messages": messages, "temperature": self.opts["temperature"]}
         if self.opts["max_tokens"] > 0:
             request["max_tokens"] = self.opts["max_tokens"]
@@ -96,7 +98,7 @@ class Command(BaseCommand):
             self._grey(f"[Verbose] Total request duration: {time.monotonic() - started:.3f}s")
         return reply
 
-    def _stream(self, request: dict) -> str:
+    def _stream(self, request: dict[str, Any]) -> str:
         parts = []
         with self.client.chat.completions.with_streaming_response.create(**request, stream=True) as response:
             self._timing(response.headers)
@@ -109,7 +111,7 @@ class Command(BaseCommand):
         self._say("")
         return "".join(parts)
 
-    def _complete(self, request: dict) -> str:
+    def _complete(self, request: dict[str, Any]) -> str:
         raw = self.client.chat.completions.with_raw_response.create(**request)
         self._timing(raw.headers)
         completion = raw.parse()
@@ -123,7 +125,7 @@ class Command(BaseCommand):
             )
         return content
 
-    def _timing(self, headers) -> None:
+    def _timing(self, headers: Mapping[str, str]) -> None:
         if self.opts["verbose"]:
             for name in TIMING_HEADERS:
                 if headers.get(name):

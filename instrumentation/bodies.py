@@ -7,19 +7,24 @@ it was cut. Nothing is decoded by sniffing magic bytes: only a named encoding is
 """
 
 import zlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-import brotli
+import brotli  # type: ignore[import-untyped]  # Brotli ships no type hints
 import ujson
 from django.conf import settings
 
+from instrumentation.events import Event
+
+# The event-only header the proxy adds when the client's request had a Content-Encoding: request bodies are
+# decoded only when it says so (never by sniffing magic bytes, which a client chooses).
+REQUEST_ENCODING_HEADER = "X-Proxy-Request-Content-Encoding"
 MAX_STACKED_ENCODINGS = 4  # no server stacks more; each stage is bounded anyway, this bounds the time
 BROTLI_STEP = 32768
 # ujson parses these documents about twice as fast as the standard library, and stops at 1024 levels of nesting.
 loads = ujson.loads
 
 
-def header_value(headers: dict | None, name: str) -> str:
+def header_value(headers: dict[str, Any] | None, name: str) -> str:
     """First value of a header in a `name -> [values]` (or `name -> value`) map, case-insensitively."""
     lower = name.lower()
     for key, values in (headers or {}).items():
@@ -51,7 +56,7 @@ class Body(NamedTuple):
                 return self.data[: exc.start].decode("utf-8")
             return None
 
-    def json(self):
+    def json(self) -> Any:
         """The body parsed as JSON; None when absent, not JSON, or truncated (cut JSON is not JSON)."""
         return None if self.truncated else parse_json(self.data)
 
@@ -125,7 +130,7 @@ def _unbrotli(body: bytes, limit: int) -> tuple[bytes, bool]:
     return b"".join(parts), size > limit
 
 
-def parse_json(body: bytes | str | None):
+def parse_json(body: bytes | str | None) -> Any:
     """`body` parsed as a JSON object or array; None when it is not one (or nests past the parser's depth)."""
     if not body or body.lstrip()[:1] not in (b"{", b"[", "{", "["):
         return None
@@ -133,3 +138,24 @@ def parse_json(body: bytes | str | None):
         return loads(body)
     except (ValueError, RecursionError):
         return None
+
+
+# --- an event's bodies ---------------------------------------------------------------
+
+
+def request_body(event: Event) -> Body:
+    """The request body, decoded only when the proxy recorded the client's Content-Encoding."""
+    return decode_capped(event.request_body, _header_values(event, REQUEST_ENCODING_HEADER))
+
+
+def response_body(event: Event) -> Body:
+    return decode_capped(event.response_body, _header_values(event, "Content-Encoding"))
+
+
+def _header_values(event: Event, name: str) -> str:
+    """All values of a header, joined with commas (a header may come as several lines)."""
+    lower = name.lower()
+    for key, values in event.response_headers.items():
+        if key.lower() == lower:
+            return ",".join(values)
+    return ""

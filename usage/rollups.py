@@ -1,56 +1,31 @@
 """Usage rollups: events in, hourly counters out (the `usage` dispatch service), retention, and cache hits.
 
-The proxy's hot path does nothing for this: the `usage` service reads the event stream like the other
-dispatch services and adds each batch to `UsageRollup` rows with one additive upsert. Cache hits publish
+The proxy's hot path does nothing for this: the `usage` dispatch service (`dispatch/backends/usage.py`) reads
+the event stream like the other dispatch services, turns each event into a small entry, and hands each batch
+to `usage_record`, which adds it to `UsageRollup` rows with one additive upsert. Cache hits publish
 no event, so they are sampled from `Token.cache_hit_count` (see `usage_sample_cache_hits`).
 """
 
 import logging
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from dispatch.jsonsafe import clean_text
-from dispatch.models import COUNTER_FIELDS, LATENCY_BOUNDS_MS, LATENCY_FIELDS, CacheHitMark, UsageRollup
-from dispatch.transform import event_times, response_output, tokens_usage
-from instrumentation.events import Event
+from usage.models import COUNTER_FIELDS, LATENCY_BOUNDS_MS, LATENCY_FIELDS, CacheHitMark, UsageRollup
 
 logger = logging.getLogger("dispatch.usage")
 
-# Response headers of an event that name its project and token (set by the proxy; first match wins).
-PROJECT_HEADERS = ("X-Proxy-Project-Id", "X-Proxy-Id")
-TOKEN_HEADERS = ("X-Proxy-Token-Id",)
+# (hour, project id, token id): one rollup row.
+RollupKey = tuple[datetime, str, str]
 UPSERT_ROWS = 200  # rows per INSERT statement (SQLite caps the number of parameters)
 
 
 def hour_floor(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
-
-
-def usage_entry(event: Event, received_at: datetime | None = None) -> dict:
-    """The part of an event the rollups need, as JSON-safe values."""
-    usage = (tokens_usage(response_output(event)) if event.method.upper() == "POST" else None) or {}
-    return {
-        "hour": hour_floor(event_times(event, received_at)[1]).isoformat(),
-        "project_id": _first_header(event, PROJECT_HEADERS),
-        "token_id": _first_header(event, TOKEN_HEADERS),
-        "status": event.status,
-        "duration_ms": max(0, event.duration_ns // 1_000_000),
-        "prompt_tokens": usage.get("prompt", 0),
-        "completion_tokens": usage.get("completion", 0),
-    }
-
-
-def _first_header(event: Event, names: tuple[str, ...]) -> str:
-    for name in names:
-        value = event.header(name).strip()
-        if value:
-            # A lone surrogate has no UTF-8 form and PostgreSQL refuses NUL: either would fail the whole batch.
-            return clean_text(value[:64]).replace("\x00", "")
-    return ""
 
 
 def latency_field(duration_ms: int) -> str:
@@ -60,9 +35,9 @@ def latency_field(duration_ms: int) -> str:
     return LATENCY_FIELDS[-1]
 
 
-def usage_record(entries: list[dict]) -> int:
-    """Add entries (from `usage_entry`) to their hourly rows; returns the number of rows touched."""
-    deltas: dict[tuple, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTER_FIELDS, 0))
+def usage_record(entries: list[dict[str, Any]]) -> int:
+    """Add entries (the usage dispatch service's `usage_entry`) to their hourly rows; returns the rows touched."""
+    deltas: dict[RollupKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTER_FIELDS, 0))
     for entry in entries:
         delta = deltas[(datetime.fromisoformat(entry["hour"]), entry["project_id"], entry["token_id"])]
         delta["requests"] += 1
@@ -74,7 +49,7 @@ def usage_record(entries: list[dict]) -> int:
     return _upsert(deltas)
 
 
-def _upsert(deltas: dict[tuple, dict[str, int]]) -> int:
+def _upsert(deltas: dict[RollupKey, dict[str, int]]) -> int:
     """INSERT ... ON CONFLICT DO UPDATE SET c = c + excluded.c (PostgreSQL and SQLite alike).
 
     Rows go in key order, so concurrent batches lock rows in the same order and cannot deadlock.
@@ -87,7 +62,7 @@ def _upsert(deltas: dict[tuple, dict[str, int]]) -> int:
     with transaction.atomic(), connection.cursor() as cursor:
         for start in range(0, len(keys), UPSERT_ROWS):
             chunk = keys[start : start + UPSERT_ROWS]
-            params: list = []
+            params: list[Any] = []
             for hour, project_id, token_id in chunk:
                 params += [connection.ops.adapt_datetimefield_value(hour), project_id, token_id]
                 params += [deltas[(hour, project_id, token_id)][c] for c in COUNTER_FIELDS]
@@ -109,7 +84,7 @@ def usage_sample_cache_hits(now: datetime | None = None) -> int:
 
     hour = hour_floor(now or timezone.now())
     marks = dict(CacheHitMark.objects.values_list("token_id", "cache_hit_count"))
-    deltas: dict[tuple, dict[str, int]] = {}
+    deltas: dict[RollupKey, dict[str, int]] = {}
     with transaction.atomic():
         for token_id, project_id, count in Token.objects.filter(cache_hit_count__gt=0).values_list(
             "id", "project_id", "cache_hit_count"

@@ -1,4 +1,4 @@
-"""`manage.py benchmark`: the reference's load generator (reference §10), same flags and table.
+"""`manage.py benchmark`: the reference's load generator (its `benchmark` command), same flags and table.
 
     manage.py benchmark --base-url http://localhost:8080 --endpoint /v1/chat/completions \
         --token "$PROXY_TOKEN" -r 100 -c 4 --json '{"model":"gpt-4o-mini","messages":[...]}'
@@ -7,11 +7,12 @@
 import asyncio
 import json
 import os
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from instrumentation import benchmark
-from instrumentation.benchmark import Options, Progress
+from cli import benchmark
+from cli.benchmark import Options, Progress
 
 BORDER = "+" + "-" * 52 + "+"
 
@@ -19,7 +20,7 @@ BORDER = "+" + "-" * 52 + "+"
 class Command(BaseCommand):
     help = "Benchmark latency, throughput and error rates of the proxy (or any OpenAI-compatible URL)."
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--base-url", required=True, help="e.g. http://localhost:8080")
         parser.add_argument("--endpoint", required=True, help="e.g. /v1/chat/completions")
         parser.add_argument("--token", default="", help="Bearer token (proxy token or provider key)")
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         parser.add_argument("--debug", action="store_true", help="Print a sample response per status code")
         parser.add_argument("--json-output", action="store_true", help="Print the results as JSON")
 
-    def handle(self, *args, **opts) -> None:
+    def handle(self, *args: Any, **opts: Any) -> None:
         options = _options(opts)
         progress = Progress(options.requests, write=self._progress)
         results, duration = asyncio.run(benchmark.run(options, progress))
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         self.stderr.flush()
 
 
-def _options(opts: dict) -> Options:
+def _options(opts: dict[str, Any]) -> Options:
     token = opts["token"] or os.environ.get(opts["token_env"], "")
     if not token:
         raise CommandError(f"No token: pass --token or set {opts['token_env']} (see --token-env).")
@@ -93,11 +94,11 @@ def duration(ns: int) -> str:
     return f"{ns}ns"
 
 
-def _row(label: str, value) -> str:
+def _row(label: str, value: object) -> str:
     return f"| {label:<25} | {str(value):<22} |"
 
 
-def _table(summary: dict, options: Options) -> list[str]:
+def _table(summary: dict[str, Any], options: Options) -> list[str]:
     latency = summary["latency"] or dict.fromkeys(("avg", "min", "max", "p50", "p90", "p99", "p90_mean"), 0)
     lines = [BORDER, _row("Total requests", summary["total_requests"]), _row("Concurrency", summary["concurrency"])]
     lines += [_row("Duration (s)", f"{summary['duration_seconds']:.2f}"), _row("Success", summary["success"])]
@@ -118,14 +119,14 @@ _LATENCY_ROWS = [("Avg", "avg"), ("Min", "min"), ("Max", "max"), ("p50", "p50"),
 _LATENCY_ROWS.append(("p90 mean", "p90_mean"))
 
 
-def _split_rows(label: str, stats: dict | None) -> list[str]:
+def _split_rows(label: str, stats: dict[str, Any] | None) -> list[str]:
     if stats is None:
         return [_row(label, "N/A")]
     keys = [("avg", "avg"), ("min", "min"), ("max", "max"), ("p90", "p90"), ("p90 mean", "p90_mean")]
     return [_row(f"{label} {name}", duration(stats[key])) for name, key in keys]
 
 
-def _debug_lines(samples: dict) -> list[str]:
+def _debug_lines(samples: dict[int, Any]) -> list[str]:
     if not samples:
         return []
     lines = ["", "Sample responses by status code:"]
@@ -149,7 +150,7 @@ def _canonical(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
-def _as_json(summary: dict, samples: dict) -> dict:
+def _as_json(summary: dict[str, Any], samples: dict[int, Any]) -> dict[str, Any]:
     data = {key: value for key, value in summary.items() if key != "saw_cache_header"}
     data["status_counts"] = {("network_error" if s == 0 else str(s)): n for s, n in summary["status_counts"].items()}
     for key in ("latency", "upstream_latency", "proxy_latency"):  # seconds, like duration_seconds

@@ -7,10 +7,10 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.urls import reverse
 
-from dispatch.usage import usage_record
 from projects.services import project_create
+from usage.rollups import usage_record
 
-DASHBOARD = "/admin/dispatch/usagerollup/"
+DASHBOARD = "/admin/usage/usagerollup/"
 
 
 def traffic(project_id, token_id, *, requests=1, status=200, duration_ms=120, hour=None):
@@ -36,7 +36,7 @@ def admin_client(client, admin_user):
 def test_the_dashboard_is_linked_from_the_admin_index(admin_client):
     response = admin_client.get(reverse("admin:index"))
     assert DASHBOARD in response.content.decode()
-    assert reverse("admin:dispatch_usagerollup_changelist") == DASHBOARD
+    assert reverse("admin:usage_usagerollup_changelist") == DASHBOARD
 
 
 def test_the_dashboard_shows_totals_tables_and_chart_data(admin_client, token_pair):
@@ -86,4 +86,4 @@ def test_the_chart_library_is_vendored_as_a_static_file():
     assert path, "static/vendor/chart.umd.min.js is missing"
     with open(path, encoding="utf-8") as fh:
         assert "Chart.js v4" in fh.read(200)
-    assert finders.find("dispatch/usage-dashboard.js")
+    assert finders.find("usage/usage-dashboard.js")

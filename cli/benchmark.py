@@ -1,4 +1,4 @@
-"""The reference's `benchmark` (reference §10): N requests over C concurrent workers, then a table.
+"""The reference's `benchmark` command: N requests over C concurrent workers, then a table.
 
 Each request carries `X-REQUEST-START` (unix ns). The proxy answers with `X-UPSTREAM-REQUEST-START`
 and `X-UPSTREAM-REQUEST-STOP` (unix ns), which split the latency into upstream time and proxy time:
@@ -10,8 +10,10 @@ The client is aiohttp with one pooled connector: httpx's default transport would
 import asyncio
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 
@@ -54,7 +56,7 @@ class Result:
 class Progress:
     """A live progress bar (one line redrawn with \\r), at most ten times a second."""
 
-    def __init__(self, total: int, write=None) -> None:
+    def __init__(self, total: int, write: Callable[[str], object] | None = None) -> None:
         self.total, self.sent, self.completed, self.failed = total, 0, 0, 0
         self.write = write or _write_stderr
         self._drawn = 0.0
@@ -132,7 +134,7 @@ async def send(session: aiohttp.ClientSession, options: Options) -> Result:
     return result
 
 
-def split_latency(headers, start_ns: int, end_ns: int) -> tuple[int, int]:
+def split_latency(headers: Mapping[str, str], start_ns: int, end_ns: int) -> tuple[int, int]:
     """(upstream ns, proxy ns) from the proxy's timing headers; 0 when it sent none."""
     up_start, up_stop = _int(headers.get("X-UPSTREAM-REQUEST-START")), _int(headers.get("X-UPSTREAM-REQUEST-STOP"))
     if up_start > 0 and up_stop > 0:
@@ -198,7 +200,7 @@ def latency_stats(values: list[int]) -> dict[str, int] | None:
     }
 
 
-def summarize(options: Options, results: list[Result], duration: float) -> dict:
+def summarize(options: Options, results: list[Result], duration: float) -> dict[str, Any]:
     good = [r for r in results if r.ok]
     statuses: dict[int, int] = {}
     for r in results:

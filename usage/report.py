@@ -3,12 +3,13 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from dispatch.models import COUNTER_FIELDS, LATENCY_BOUNDS_MS, LATENCY_FIELDS, UsageRollup
-from dispatch.usage import hour_floor
+from usage.models import COUNTER_FIELDS, LATENCY_BOUNDS_MS, LATENCY_FIELDS, UsageRollup
+from usage.rollups import hour_floor
 
 WINDOWS = {"24h": ("Last 24 hours", timedelta(hours=24)), "30d": ("Last 30 days", timedelta(days=30))}
 TOP_TOKENS = 50
@@ -50,7 +51,7 @@ def percentile(buckets: list[int], fraction: float) -> float | None:
     return lower
 
 
-def summarize(row: dict) -> dict:
+def summarize(row: dict[str, Any]) -> dict[str, Any]:
     """Counters of an aggregated row plus average, p50 and p95 latency."""
     counters = {field: int(row.get(field) or 0) for field in COUNTER_FIELDS}
     buckets = [counters[field] for field in LATENCY_FIELDS]
@@ -67,11 +68,11 @@ def summarize(row: dict) -> dict:
     }
 
 
-def _sums() -> dict:
+def _sums() -> dict[str, Any]:
     return {field: Sum(field) for field in COUNTER_FIELDS}
 
 
-def usage_report(window_key: str = "24h", *, project_id: str = "", now: datetime | None = None) -> dict:
+def usage_report(window_key: str = "24h", *, project_id: str = "", now: datetime | None = None) -> dict[str, Any]:
     """Everything the dashboard shows for one window (optionally one project)."""
     window = window_for(window_key, now)
     rows = UsageRollup.objects.filter(hour__gte=window.start)
@@ -97,7 +98,7 @@ def usage_report(window_key: str = "24h", *, project_id: str = "", now: datetime
     }
 
 
-def _series(rows, window: Window) -> dict:
+def _series(rows: QuerySet[UsageRollup], window: Window) -> dict[str, Any]:
     """Per hour (24 h) or per day (30 days): labels and one list per counter, zeros where nothing happened."""
     if window.daily:
         first = window.start.replace(hour=0)
@@ -105,7 +106,7 @@ def _series(rows, window: Window) -> dict:
         slots = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     else:
         slots = [window.start + timedelta(hours=i) for i in range(window.hours)]
-    grouped: dict[datetime, dict] = {slot: dict.fromkeys(COUNTER_FIELDS, 0) for slot in slots}
+    grouped: dict[datetime, dict[str, Any]] = {slot: dict.fromkeys(COUNTER_FIELDS, 0) for slot in slots}
     for row in rows.values("hour").annotate(**_sums()):
         slot = row["hour"].replace(hour=0) if window.daily else row["hour"]
         if slot in grouped:
@@ -127,7 +128,7 @@ def _series(rows, window: Window) -> dict:
     return series
 
 
-def _add_names(projects: list[dict], tokens: list[dict]) -> None:
+def _add_names(projects: list[dict[str, Any]], tokens: list[dict[str, Any]]) -> None:
     from projects.models import Project
     from tokens.models import Token
 

@@ -9,6 +9,7 @@ U+FFFD, non-finite numbers `null`, nesting past `MAX_DEPTH` a marker string) and
 """
 
 import math
+from typing import Any
 
 import ujson
 
@@ -19,7 +20,7 @@ DEPTH_MARKER = "[truncated: nested deeper than 200 levels]"
 _ENCODE_ERRORS = (OverflowError, TypeError, ValueError, UnicodeError, RecursionError)
 
 
-def dumps(value, *, sort_keys: bool = False) -> str:
+def dumps(value: Any, *, sort_keys: bool = False) -> str:
     """Compact JSON text, valid UTF-8 when encoded, with no NaN or Infinity."""
     try:
         text = _ujson(value, sort_keys)
@@ -29,7 +30,7 @@ def dumps(value, *, sort_keys: bool = False) -> str:
         return _ujson(clean(value), sort_keys)
 
 
-def dumps_bytes(value, *, sort_keys: bool = False) -> bytes:
+def dumps_bytes(value: Any, *, sort_keys: bool = False) -> bytes:
     """`dumps` as UTF-8 bytes (what goes to a file or into an HTTP body)."""
     try:
         return _ujson(value, sort_keys).encode("utf-8")
@@ -37,11 +38,11 @@ def dumps_bytes(value, *, sort_keys: bool = False) -> bytes:
         return _ujson(clean(value), sort_keys).encode("utf-8")
 
 
-def _ujson(value, sort_keys: bool) -> str:
+def _ujson(value: Any, sort_keys: bool) -> str:
     return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False, allow_nan=False, sort_keys=sort_keys)
 
 
-def clean(value, depth: int = 0):
+def clean(value: Any, depth: int = 0) -> Any:
     """A copy of `value` made of plain JSON types that every strict encoder and reader accepts."""
     if value is None or isinstance(value, bool):
         return value

@@ -1,7 +1,7 @@
-"""Hourly usage rollups, kept by the `usage` dispatch service (dispatch/backends/usage.py) from the event stream.
+"""Hourly usage rollups, kept by the `usage` dispatch service (`dispatch/backends/usage.py`) from the event stream.
 
 One row per (hour, project, token). Counters only grow, by one additive upsert per batch
-(`dispatch.usage.usage_record`), so concurrent workers never lose each other's increments.
+(`usage.rollups.usage_record`), so concurrent workers never lose each other's increments.
 Latency is a fixed-bucket histogram (one column per bucket, so it merges by addition too):
 p50/p95 over any set of rows are read from the summed buckets.
 """
@@ -50,6 +50,7 @@ class UsageRollup(models.Model):
     latency_gt_120000 = models.BigIntegerField(default=0)
 
     class Meta:
+        # The table keeps the name it had when this model lived in the `dispatch` app (see migrations).
         db_table = "usage_rollups"
         ordering = ["-hour"]
         verbose_name = "usage"
@@ -70,7 +71,7 @@ class CacheHitMark(models.Model):
     cache_hit_count = models.BigIntegerField(default=0)
 
     class Meta:
-        db_table = "usage_cache_hit_marks"
+        db_table = "usage_cache_hit_marks"  # as when the model lived in `dispatch`
 
     def __str__(self) -> str:
         return f"{self.token_id}: {self.cache_hit_count}"
