@@ -40,7 +40,7 @@ MYPY_PACKAGES := llmproxy projects tokens audit instrumentation dispatch
 # The packages whose mypy check is clean, run by `make check`. mypy follows imports, so each is checked with
 # --follow-imports=silent: errors are reported only in the listed packages, not in what they import. When
 # `make typecheck` passes, set this to $(MYPY_PACKAGES) and put typecheck in `make test`.
-MYPY_CLEAN := projects tokens audit llmproxy/manage llmproxy/services.py
+MYPY_CLEAN := projects tokens audit llmproxy/manage llmproxy/services.py instrumentation dispatch usage cli llmproxy/redis.py llmproxy/health.py
 
 check: install
 	$(VENV)/bin/ruff format --check .
