@@ -1,4 +1,6 @@
-"""The proxy's HTTP response cache (reference §7, with DESIGN.md improvements 2, 3 and 7).
+"""The proxy's HTTP response cache: the reference's, except that entries are scoped per project (the
+reference shares answers across tenants), HTTP_CACHE_DEFAULT_TTL and HTTP_CACHE_MAX_OBJECT_BYTES apply, a
+truncated stream is never kept, and hits replay no stale X-Request-ID or CORS headers.
 
 The view calls `alookup` once the token is known to be valid (without counting it) and the project
 is active (`# cache: lookup`): a hit comes back as a finished response, anything else as a
@@ -15,14 +17,14 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.http import HttpResponse
 from django.http.response import ResponseHeaders
-from django.utils.http import http_date
 
 from instrumentation import metrics
-from llmproxy import lifecycle
+from llmproxy import compat
 
 from . import cache_rules as rules
-from . import relay, usage
-from .cache_backends import CachedResponse, get_backend, scoped_key
+from . import state
+from .cache_backends import CachedResponse, scoped_key
+from .timefmt import http_date_now, rfc3339_nano
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def header_getter(request):
 
 
 async def alookup(request, *, project_id: str, token_id: str = "", body: bytes | None = None) -> CacheLookup:
-    """Find a cached answer for `request` in its project's cache (reference §7.2).
+    """Find a cached answer for `request` in its project's cache (the reference's lookup).
 
     The verdict is also kept as `request.proxy_cache` for the store step. Headers the upstream must see
     (X-Body-Hash, the revalidation's If-None-Match) are set on the request itself, as the reference does.
@@ -94,7 +96,8 @@ async def _alookup(request, project_id: str, token_id: str, body: bytes | None) 
     if not lookup.key:
         metrics.count("cache_misses")
         return lookup
-    entry = await get_backend().aget(scoped_key(project_id, lookup.key))
+    runtime = state.runtime()
+    entry = await runtime.cache.get().aget(scoped_key(project_id, lookup.key))
     if entry is None or (entry.vary_key and rules.vary_key(entry.vary, get) != entry.vary_key):
         metrics.count("cache_misses")
         return lookup
@@ -115,7 +118,7 @@ async def _alookup(request, project_id: str, token_id: str, body: bytes | None) 
     metrics.count("cache_hits")
     lookup.response = serve(request, entry, lookup.key, status)
     if token_id:
-        usage.record_cache_hit(token_id)  # batched, off the request path
+        runtime.usage.record_cache_hit(token_id)  # batched, off the request path
     return lookup
 
 
@@ -177,9 +180,9 @@ def serve(request, entry: CachedResponse, key: str, status: str) -> HttpResponse
     response = HttpResponse(body, status=304 if not_modified else entry.status_code)
     # The hot path of a hit: the entry's headers are validated once and copied in whole (Django's own
     # header store), instead of a dozen checked assignments per hit.
-    response.headers._store = dict(entry.served.get(status) or _prepare_headers(entry, key, status))
-    now = relay.rfc3339_nano(time.time_ns())
-    response.headers["Date"] = _http_date_now()
+    compat.replace_header_store(response, dict(entry.served.get(status) or _prepare_headers(entry, key, status)))
+    now = rfc3339_nano(time.time_ns())
+    response.headers["Date"] = http_date_now()
     response.headers["Age"] = str(max(0, int(time.time() - entry.stored_at)))
     response.headers["X-Proxy-Received-At"] = now
     response.headers["X-Proxy-First-Response-At"] = now
@@ -195,19 +198,8 @@ def _prepare_headers(entry: CachedResponse, key: str, status: str) -> dict:
         headers["Content-Length"] = str(len(entry.body))
     headers["X-Proxy"] = "llm-proxy"
     annotate(headers, status, key)
-    entry.served[status] = headers._store
-    return headers._store
-
-
-_date = (0, "")
-
-
-def _http_date_now() -> str:
-    global _date
-    second = int(time.time())
-    if _date[0] != second:
-        _date = (second, http_date(second))
-    return _date[1]
+    store = entry.served[status] = compat.header_store(headers)
+    return store
 
 
 def annotate(headers, status: str, key: str = "", debug: str = "") -> None:
@@ -230,7 +222,7 @@ async def astore_response(request, response):
         return response
     # Django's header store and body iterator directly: re-setting every header (each one validated) and
     # re-wrapping the body of answers that are not kept cost more than the decision itself.
-    store, body = response.headers._store, response._iterator
+    store, body = compat.header_store(response.headers), compat.streaming_iterator(response)
     result = await astore(lookup, UpstreamAnswer(response.status_code, list(store.values()), body))
     if result.replaced:  # our own revalidation got a 304: the cached answer replaces it
         response.status_code = result.status
@@ -245,7 +237,7 @@ async def astore_response(request, response):
 
 
 async def astore(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
-    """Decide whether to keep the upstream answer, keep it, and annotate it (reference §7.3)."""
+    """Decide whether to keep the upstream answer, keep it, and annotate it (the reference's store rules)."""
     if not lookup.enabled:
         return answer
     if not lookup.key:
@@ -370,7 +362,7 @@ async def _put(lookup: CacheLookup, status: int, headers, body: bytes, decision)
         vary=vary,
         vary_key=rules.vary_key(vary, lookup.vary_get) if lookup.vary_get else "",
     )
-    stored = await get_backend().aset(scoped_key(lookup.project_id, lookup.key), entry, decision.ttl)
+    stored = await state.runtime().cache.get().aset(scoped_key(lookup.project_id, lookup.key), entry, decision.ttl)
     if stored:
         metrics.count("cache_stores")
     return stored
@@ -388,9 +380,3 @@ def _first(headers, name: str) -> str:
 
 def _too_large(content_length: str) -> bool:
     return content_length.isdigit() and int(content_length) > settings.HTTP_CACHE_MAX_OBJECT_BYTES
-
-
-@lifecycle.on_shutdown
-async def _close_backend() -> None:
-    if settings.HTTP_CACHE_ENABLED:
-        await get_backend().aclose()

@@ -1,4 +1,5 @@
-"""POST /manage/cache/purge: delete cached answers, exactly (method + url) or by key prefix (reference §7.5)."""
+"""POST /manage/cache/purge: delete cached answers, exactly (method + url) or by key prefix, as the
+reference's purge endpoint does."""
 
 import json
 

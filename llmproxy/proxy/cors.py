@@ -1,4 +1,4 @@
-"""CORS on /v1 as the reference does it (§3.9): a fixed preflight answer, and an echo of the request's
+"""CORS on /v1 as the reference does it: a fixed preflight answer, and an echo of the request's
 Origin (never `*`) on every other response, local errors included."""
 
 from django.http import HttpResponse

@@ -1,4 +1,4 @@
-"""Flow control for response bodies under Daphne, the one place that reaches into Daphne's and Twisted's objects.
+"""Flow control for response bodies under Daphne (its and Twisted's internals are reached through llmproxy.compat).
 
 Daphne's `send` hands every body message to Twisted's transport at once and returns: it never waits for the
 client. A fast upstream relayed to a slower client would pile up in the web process (measured: peak RSS
@@ -11,6 +11,8 @@ tests/proxy/test_hostile_upstream.py fails loudly if an upgrade of either breaks
 
 import asyncio
 import logging
+
+from llmproxy import compat
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +51,12 @@ def paced(send):
     except (RuntimeError, ValueError, AttributeError):  # another producer, or a connection already gone
         logger.debug("response flow control unavailable for this request", exc_info=True)
         return send, _noop
-    if getattr(channel, "_waitingForTransport", False):  # the buffer was already full before we registered
+    if compat.transport_waiting(channel):  # the buffer was already full before we registered
         producer.pauseProducing()
 
     def release() -> None:
         # Before the last message: Twisted finishing a request with a producer still registered logs an error.
-        if getattr(channel, "_requestProducer", None) is producer:
+        if compat.channel_producer(channel) is producer:
             channel.unregisterProducer()
         if getattr(request, "producer", None) is producer:
             request.producer = None
@@ -70,11 +72,8 @@ def paced(send):
 
 
 def _daphne_request(send):
-    """Daphne's `send` is partial(Server.handle_reply, protocol): the protocol is its request object."""
-    args = getattr(send, "args", ())
-    request = args[0] if args else None
-    if request is None or not type(request).__module__.startswith("daphne."):
-        return None
-    if getattr(request, "channel", None) is None:
+    """Daphne's protocol behind `send` is its request object (a twisted.web Request), if its channel is open."""
+    request = compat.daphne_protocol(send)
+    if request is None or getattr(request, "channel", None) is None:
         return None
     return request

@@ -1,4 +1,4 @@
-"""The lean Django ASGI handler that serves /v1 (contract 1).
+"""The lean Django ASGI handler that serves /v1, with no thread hop per request.
 
 It is Django's ASGIHandler with everything that costs a thread hop per request taken out:
 - middleware from settings.PROXY_MIDDLEWARE, which must be async-capable (refused otherwise, never adapted);
@@ -23,6 +23,8 @@ from django.core.handlers.exception import convert_exception_to_response
 from django.urls import ResolverMatch, set_script_prefix, set_urlconf
 from django.utils.module_loading import import_string
 
+from llmproxy import compat
+
 from . import daphne_flow, errors
 from .errors import UpstreamInterrupted
 
@@ -31,10 +33,7 @@ logger = logging.getLogger(__name__)
 
 class ProxyASGIHandler(ASGIHandler):
     def load_middleware(self, is_async=True) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async)
+        handler = convert_exception_to_response(compat.inner_get_response(self))
         for path in reversed(settings.PROXY_MIDDLEWARE):
             middleware = import_string(path)
             if not getattr(middleware, "async_capable", False):
@@ -46,7 +45,7 @@ class ProxyASGIHandler(ASGIHandler):
                     f"PROXY_MIDDLEWARE: {path} uses {'/'.join(hooks)} hooks, unsupported on /v1."
                 )
             handler = convert_exception_to_response(instance)
-        self._middleware_chain = handler
+        compat.install_middleware_chain(self, handler)
 
     async def __call__(self, scope, receive, send) -> None:
         await self.handle(scope, receive, send)
@@ -105,8 +104,8 @@ class ProxyASGIHandler(ASGIHandler):
 
     async def get_response_async(self, request):
         set_urlconf(settings.ROOT_URLCONF)
-        response = await self._middleware_chain(request)
-        response._resource_closers.append(request.close)
+        response = await compat.middleware_chain(self)(request)
+        compat.resource_closers(response).append(request.close)
         return response
 
     async def aread_body(self, scope, receive) -> bytes:
@@ -130,7 +129,7 @@ class ProxyASGIHandler(ASGIHandler):
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def send_response(self, response, send) -> None:
-        store = response.headers._store  # {lowercase name: (name, value)}, as ResponseHeaders keeps them
+        store = compat.header_store(response.headers)
         headers = [(name.encode("latin1"), value.encode("latin1")) for name, value in store.values()]
         headers.extend(getattr(response, "proxy_raw_headers", ()))  # repeated upstream headers (Set-Cookie)
         for cookie in response.cookies.values():
@@ -181,22 +180,21 @@ def content_length(scope) -> int:
 
 def close_response(response) -> None:
     """HttpResponse.close() without the request_finished signal (whose receivers are for sync requests)."""
-    for closer in response._resource_closers:
+    closers = compat.resource_closers(response)
+    for closer in closers:
         try:
             closer()
         except Exception:
             logger.exception("closing the response failed")
-    response._resource_closers.clear()
+    closers.clear()
     response.closed = True
 
 
 def abort_daphne_connection(send) -> bool:
     """Daphne has no way for an application to abort a started response, and an exception at that point
-    breaks its housekeeping loop; its `send` is partial(Server.handle_reply, protocol), so close the
-    protocol's transport directly. Returns False for other servers."""
-    protocol = getattr(send, "args", (None,))[0]
-    transport = getattr(protocol, "transport", None)
-    if transport is None or not type(protocol).__module__.startswith("daphne."):
+    breaks its housekeeping loop; so close the protocol's transport directly. Returns False for other servers."""
+    transport = getattr(compat.daphne_protocol(send), "transport", None)
+    if transport is None:
         return False
     transport.abortConnection()
     return True

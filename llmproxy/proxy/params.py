@@ -1,4 +1,4 @@
-"""The parameter whitelist: top-level JSON fields whose values must match a glob (reference §3.10).
+"""The parameter whitelist: top-level JSON fields whose values must match a glob (as the reference's param_whitelist).
 
 Patterns follow Go's `path.Match`: `*` is any run of characters except `/`, `?` one character except `/`,
 `[...]` a class (`[^...]` negated, ranges `a-z`), `\\` escapes. Values are compared as Go's `%v` prints

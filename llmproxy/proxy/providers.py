@@ -14,7 +14,7 @@ import yaml
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from . import params, state
+from . import params
 
 logger = logging.getLogger(__name__)
 
@@ -64,22 +64,23 @@ class Provider:
         return any(path.startswith(prefix) for prefix in self.allowed_endpoints)
 
 
-_current: tuple[tuple, Provider] | None = None
-
-
-def get_provider() -> Provider:
+class ProviderConfig:
     """The provider this process serves, loaded once per configuration (tests change settings)."""
-    global _current
-    key = (settings.API_CONFIG_PATH, settings.DEFAULT_API_PROVIDER, settings.OPENAI_API_URL)
-    if _current is None or _current[0] != key:
-        _current = (key, load_provider(*key))
-    return _current[1]
 
+    def __init__(self) -> None:
+        self._current: tuple[tuple[str, str, str], Provider] | None = None
 
-@state.on_reset
-def _reset() -> None:
-    global _current
-    _current = None
+    def current(self) -> Provider:
+        key = (settings.API_CONFIG_PATH, settings.DEFAULT_API_PROVIDER, settings.OPENAI_API_URL)
+        current = self._current
+        if current is None or current[0] != key:
+            current = self._current = (key, load_provider(*key))
+        return current[1]
+
+    def reload(self) -> Provider:
+        """Read API_CONFIG_PATH again (its content changed)."""
+        self._current = None
+        return self.current()
 
 
 def load_provider(path: str, wanted: str, fallback_url: str) -> Provider:

@@ -1,4 +1,4 @@
-"""Header rules and the body pass-through between client and upstream (reference §3.3, §3.4).
+"""Header rules and the body pass-through between client and upstream (as the reference forwards them).
 
 The upstream body is relayed chunk by chunk as it arrives: no buffering, no re-encoding (bytes stay as
 the upstream compressed them), so SSE reaches the client event by event.
@@ -11,7 +11,10 @@ import aiohttp
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from llmproxy import compat
+
 from .errors import UpstreamInterrupted
+from .timefmt import rfc3339_nano
 
 # RFC 9110 §7.6.1 plus the usual extras; never forwarded in either direction.
 HOP_BY_HOP = frozenset(
@@ -87,7 +90,7 @@ def client_response(upstream, *, request_id: str, received_ns: int, start_ns: in
     # Headers go straight into Django's header store ({lowercase name: (name, value)}): these values come
     # from the upstream's parsed header lines or from us, so ResponseHeaders' per-item validation is moot,
     # and at ~15 headers per response it is a measurable share of the proxy's own time.
-    store = response.headers._store
+    store = compat.header_store(response.headers)
     store.clear()  # Django's default Content-Type: the upstream's own, if any, is copied instead
     _copy_headers(upstream.raw_headers, store, response)
     stop_ns = time.time_ns()
@@ -135,20 +138,6 @@ async def relay(upstream, deadline: float | None):
             upstream.release()  # back to the keep-alive pool
         else:
             upstream.close()  # drop the connection: the upstream sees the client went away
-
-
-_second: tuple[int, str] = (-1, "")
-
-
-def rfc3339_nano(ns: int) -> str:
-    """Go's time.RFC3339Nano in UTC: fractional seconds without trailing zeros."""
-    global _second
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    if _second[0] != seconds:
-        _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    if not fraction:
-        return _second[1] + "Z"
-    return f"{_second[1]}.{fraction:09d}".rstrip("0") + "Z"
 
 
 def _copy_headers(raw_headers, store: dict, response) -> None:

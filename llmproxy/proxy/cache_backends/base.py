@@ -1,7 +1,7 @@
 """The response-cache backend interface and the stored entry.
 
-Backends store entries under `<project id>:<key>`, where `<key>` is the reference's hex cache key
-(reference §7.1). The project part keeps tenants apart; the key part is what operators see in
+Backends store entries under `<project id>:<key>`, where `<key>` is the reference's hex cache key.
+The project part keeps tenants apart; the key part is what operators see in
 `X-PROXY-CACHE-KEY` and what a purge names, in every project at once.
 """
 
