@@ -28,13 +28,13 @@ def header_store(headers: ResponseHeaders) -> HeaderStore:
     header lines or from the proxy, so the check is moot. Reading the store also gives the (name, value)
     pairs in one step for the ASGI start message.
     """
-    store: HeaderStore = headers._store  # type: ignore[attr-defined]  # private, absent from django-stubs
+    store: HeaderStore = headers._store
     return store
 
 
 def replace_header_store(response: HttpResponseBase, store: HeaderStore) -> None:
     """Give a response a whole prepared header dict (a cache hit's headers, validated once when stored)."""
-    response.headers._store = store  # type: ignore[attr-defined]  # see header_store
+    response.headers._store = store
 
 
 # --- Django: response bodies and closing ----------------------------------------------------------------

@@ -17,6 +17,8 @@ import sys
 import threading
 import time
 import uuid
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
@@ -25,6 +27,7 @@ from django.core.asgi import get_asgi_application
 from llmproxy import compat
 
 from . import errors, state
+from .asgi_types import Message, Receive, Scope, Send
 from .handler import ProxyASGIHandler, content_length
 
 logger = logging.getLogger(__name__)
@@ -37,9 +40,9 @@ class Application:
         self.in_flight = 0
         self.draining = False
         self._idle: asyncio.Event | None = None  # set when in_flight drops to 0 while draining
-        self._started: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+        self._started: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self.lifespan(receive, send)
@@ -79,7 +82,7 @@ class Application:
         except Exception:
             logger.exception("stopping the proxy runtime failed or timed out")
 
-    async def lifespan(self, receive, send) -> None:
+    async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -95,7 +98,7 @@ class Application:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _start_task(self) -> asyncio.Task:
+    def _start_task(self) -> asyncio.Task[None]:
         loop = asyncio.get_running_loop()
         if loop not in self._started:
             self._started[loop] = loop.create_task(state.runtime().astart())
@@ -113,7 +116,7 @@ class Application:
         return True
 
 
-def bounded_receive(scope, receive, send):
+def bounded_receive(scope: Scope, receive: Receive, send: Send) -> Receive:
     """`receive` for Django that answers 413 once the body passes MAX_REQUEST_SIZE, then tells Django the
     client left.
 
@@ -126,7 +129,7 @@ def bounded_receive(scope, receive, send):
     """
     limit, received = settings.MAX_REQUEST_SIZE, 0
 
-    async def areceive():
+    async def areceive() -> Message:
         nonlocal received
         message = await receive()
         if message["type"] == "http.request" and received <= limit:
@@ -139,7 +142,7 @@ def bounded_receive(scope, receive, send):
     return areceive
 
 
-async def send_too_large(scope, send) -> None:
+async def send_too_large(scope: Scope, send: Send) -> None:
     """413 for /manage and the rest before Django reads (all of) the body; the proxy handler does its own.
 
     `Connection: close`: the rest of the body is not wanted, and the server closes the connection instead
@@ -167,11 +170,11 @@ def install_daphne_hooks(app: Application) -> None:
     reactor.callWhenRunning(_on_reactor_running, app, reactor)
 
 
-def _on_reactor_running(app: Application, reactor) -> None:
+def _on_reactor_running(app: Application, reactor: Any) -> None:
     loop = asyncio.get_event_loop()
-    stopping: list[asyncio.Task] = []
+    stopping: list[asyncio.Task[None] | None] = []
 
-    def on_signal(signum, frame) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         if stopping:  # a second signal: stop now
             loop.call_soon_threadsafe(reactor.stop)
             return
@@ -185,7 +188,7 @@ def _on_reactor_running(app: Application, reactor) -> None:
     app._started[loop] = loop.create_task(state.runtime().astart())
 
 
-async def _adrain_and_stop(app: Application, reactor) -> None:
+async def _adrain_and_stop(app: Application, reactor: Any) -> None:
     for port in compat.listening_ports(reactor):
         port.stopListening()
     # One SHUTDOWN_TIMEOUT for everything: in-flight requests first, a few seconds kept for the hooks.

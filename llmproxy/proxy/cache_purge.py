@@ -37,7 +37,7 @@ def purge_key(method: str, url: str) -> str:
     return rules.cache_key("GET" if method == "HEAD" else method, path, query, lambda name: "")
 
 
-def cache_purge(*, method: str, url: str, prefix: str = "", ctx: AuditContext | None = None) -> dict:
+def cache_purge(*, method: str, url: str, prefix: str = "", ctx: AuditContext | None = None) -> dict[str, object]:
     """Delete one request's entry in every project (`{"deleted": bool}`) or every key starting with `prefix`
     (`{"deleted": n}`)."""
     if not settings.HTTP_CACHE_ENABLED:

@@ -11,8 +11,12 @@ tests/proxy/test_hostile_upstream.py fails loudly if an upgrade of either breaks
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from llmproxy import compat
+
+from .asgi_types import Message, Send
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ def _noop() -> None:
     return None
 
 
-def paced(send):
+def paced(send: Send) -> tuple[Send, Callable[[], None]]:
     """(send for body messages that waits while Daphne's socket buffer is full, release callable).
 
     The last body message releases by itself; call `release` when the body ends otherwise (errors)."""
@@ -61,7 +65,7 @@ def paced(send):
         if getattr(request, "producer", None) is producer:
             request.producer = None
 
-    async def paced_send(message) -> None:
+    async def paced_send(message: Message) -> None:
         if not producer.ready.is_set():
             await producer.ready.wait()
         if not message.get("more_body", False):
@@ -71,7 +75,7 @@ def paced(send):
     return paced_send, release
 
 
-def _daphne_request(send):
+def _daphne_request(send: Send) -> Any | None:
     """Daphne's protocol behind `send` is its request object (a twisted.web Request), if its channel is open."""
     request = compat.daphne_protocol(send)
     if request is None or getattr(request, "channel", None) is None:

@@ -11,12 +11,14 @@ import logging
 import time
 import uuid
 
+import aiohttp
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from instrumentation import metrics
 
 from . import auth, cache, cors, errors, params, relay, state, upstream
+from .asgi_types import ProxyRequest
 from .providers import Provider
 from .runtime import ProxyRuntime
 
@@ -26,9 +28,10 @@ logger = logging.getLogger(__name__)
 REFUSED_STATUSES = frozenset({400, 401, 403, 404, 405, 413})
 
 
-async def proxy(request, path: str = ""):
+async def proxy(request: ProxyRequest, path: str = "") -> HttpResponseBase:
     request.proxy_request_id = request_id = str(uuid.uuid4())
     received_ns, started = time.time_ns(), time.perf_counter()
+    response: HttpResponseBase
     try:
         response = await _pipeline(request, request_id, received_ns, started)
     except errors.ProxyError as exc:
@@ -45,7 +48,7 @@ async def proxy(request, path: str = ""):
     return response
 
 
-def _error_response(request, exc: errors.ProxyError) -> HttpResponse:
+def _error_response(request: ProxyRequest, exc: errors.ProxyError) -> HttpResponse:
     if exc.status in (502, 504):  # the upstream failed to answer
         metrics.count("errors")
     elif exc.status in REFUSED_STATUSES and not getattr(request, "proxy_token_id", ""):
@@ -61,7 +64,7 @@ def refusal_reason(error: str) -> str:
     return "_".join("".join(c if c.isalnum() else " " for c in error.lower()).split())[:64] or "refused"
 
 
-async def _pipeline(request, request_id: str, received_ns: int, started: float):
+async def _pipeline(request: ProxyRequest, request_id: str, received_ns: int, started: float) -> HttpResponseBase:
     body_error = getattr(request, "proxy_body_error", None)
     if body_error is not None:  # the lean handler stopped reading a body over MAX_REQUEST_SIZE
         raise body_error
@@ -96,14 +99,14 @@ async def _pipeline(request, request_id: str, received_ns: int, started: float):
 
 async def _forward(
     runtime: ProxyRuntime,
-    request,
+    request: ProxyRequest,
     provider: Provider,
     key: str,
     project_id: str,
     request_id: str,
     received_ns: int,
     started: float,
-):
+) -> StreamingHttpResponse:
     loop = asyncio.get_running_loop()
     now = loop.time()
     deadline = None if is_streaming(request.body) else now + min(settings.REQUEST_TIMEOUT, provider.timeouts.request)
@@ -133,8 +136,14 @@ async def _forward(
 
 
 async def _asend(
-    runtime: ProxyRuntime, provider: Provider, request, url: str, headers, headers_by: float, project_id: str
-):
+    runtime: ProxyRuntime,
+    provider: Provider,
+    request: ProxyRequest,
+    url: str,
+    headers: list[tuple[str, str]],
+    headers_by: float,
+    project_id: str,
+) -> aiohttp.ClientResponse:
     """The upstream call, its outcome recorded by the project's circuit breaker."""
     breaker = runtime.breaker
     try:
@@ -144,7 +153,8 @@ async def _asend(
     except asyncio.CancelledError:
         # The client went away before the answer started: the upstream call is cancelled (its connection
         # closed) and, like the reference, the request ends as 408 so that its event is still published.
-        asyncio.current_task().uncancel()
+        if (task := asyncio.current_task()) is not None:
+            task.uncancel()
         raise errors.canceled() from None
     except errors.ProxyError as exc:
         if exc.status == 502:  # unreachable, refused or reset; a 504 timeout only says the upstream is slow
