@@ -99,11 +99,6 @@ def install_middleware_chain(handler: ASGIHandler, chain: Callable[[Any], Any]) 
     handler._middleware_chain = chain  # type: ignore[attr-defined]
 
 
-def middleware_chain(handler: ASGIHandler) -> Callable[[Any], Any]:
-    chain: Callable[[Any], Any] = handler._middleware_chain  # type: ignore[attr-defined]
-    return chain
-
-
 # --- Daphne and Twisted -----------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ It is Django's ASGIHandler with everything that costs a thread hop per request t
 import asyncio
 import io
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from typing import cast
 
@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 
 class ProxyASGIHandler(ASGIHandler):
+    chain: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
     def load_middleware(self, is_async: bool = True) -> None:
         handler = convert_exception_to_response(compat.inner_get_response(self))
         for path in reversed(settings.PROXY_MIDDLEWARE):
@@ -50,6 +52,8 @@ class ProxyASGIHandler(ASGIHandler):
                 )
             handler = convert_exception_to_response(instance)
         compat.install_middleware_chain(self, handler)
+        # what get_response_async calls (a coroutine function: every middleware in it is async-capable)
+        self.chain = cast(Callable[[HttpRequest], Awaitable[HttpResponseBase]], handler)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handle(scope, receive, send)
@@ -109,7 +113,7 @@ class ProxyASGIHandler(ASGIHandler):
 
     async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         set_urlconf(settings.ROOT_URLCONF)
-        response: HttpResponseBase = await compat.middleware_chain(self)(request)
+        response: HttpResponseBase = await self.chain(request)
         compat.resource_closers(response).append(request.close)
         return response
 
