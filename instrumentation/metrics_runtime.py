@@ -25,7 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from instrumentation import multiprocess as process_files
-from llmproxy import lifecycle
+from llmproxy import compat, lifecycle
 
 logger = logging.getLogger(__name__)
 
@@ -260,11 +260,11 @@ def finish(families: list[Metric]) -> list[Metric]:
     starts = [
         sample.value
         for family in families
-        if family.name == START_TIME._name
+        if family.name == compat.metric_name(START_TIME)
         for sample in family.samples
         if sample.value > 0
     ]
-    kept = [family for family in families if family.name != START_TIME._name]
+    kept = [family for family in families if family.name != compat.metric_name(START_TIME)]
     uptime = GaugeMetricFamily("llm_proxy_uptime_seconds", "Time since the server started")
     uptime.add_metric([], max(0.0, time.time() - min(starts)) if starts else 0.0)
     return [uptime, *kept]

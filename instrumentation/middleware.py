@@ -24,6 +24,7 @@ from instrumentation.bus import get_bus
 from instrumentation.bus.queued import Throttled
 from instrumentation.events import Event, canonical_header
 from instrumentation.timefmt import rfc3339_nano
+from llmproxy import compat
 
 logger = logging.getLogger("instrumentation")
 
@@ -115,10 +116,10 @@ class Capture:
     def wrap(self, response: Any) -> AsyncIterator[bytes] | Iterator[bytes] | Any:
         """The tee over the response's own iterator. Not over `streaming_content`: that getter's wrapper refers to
         the response, which would again make a cycle; make_bytes' job is done in the tee instead."""
-        source = getattr(response, "_iterator", None)
+        source = compat.streaming_iterator(response)
         # When the client goes away while a chunk is being sent, the handler closes the response (its
         # closers run) but the tee is only closed when garbage-collected: publish from the closer then.
-        response._resource_closers.append(self.finish_stream)
+        compat.resource_closers(response).append(self.finish_stream)
         if source is None:
             return self.tee(response.streaming_content) if response.is_async else response.streaming_content
         return self.tee(source) if response.is_async else self.tee_sync(source)
@@ -215,7 +216,7 @@ def _event_headers(response_headers: Any) -> dict[str, list[str]]:
     headers: dict[str, list[str]] = {}
     # ResponseHeaders keeps (name as set, value) per lower-cased name; reading that store directly is
     # several times cheaper than its Mapping interface, which looks every key up again.
-    store = getattr(response_headers, "_store", None)
+    store = compat.header_store(response_headers)
     pairs = store.values() if isinstance(store, dict) else response_headers.items()
     for name, value in pairs:
         key = _canonical_names.get(name)

@@ -16,12 +16,12 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
-from llmproxy.proxy import providers  # noqa: E402
+from llmproxy.proxy import state  # noqa: E402
 from llmproxy.proxy.application import Application, install_daphne_hooks  # noqa: E402
 
 if not settings.MANAGEMENT_TOKEN:
     raise ImproperlyConfigured("MANAGEMENT_TOKEN is not set: the server refuses to start without it.")
-providers.get_provider()  # raises ProviderConfigError naming the problem
+state.runtime().providers.current()  # raises ProviderConfigError naming the problem
 
 application = Application()
 install_daphne_hooks(application)

@@ -1,12 +1,15 @@
-"""Start-up and shutdown hooks of a web process.
+"""Start-up and shutdown hooks that apps other than the proxy add to a web process.
 
-Parts with background work (the event publisher, batched usage counters, cache-invalidation
-listener) register here; the ASGI entry point runs the hooks once on the running loop at start
-and again, in reverse order, when the process shuts down (SIGTERM included).
+The proxy's own parts are started and stopped by its ProxyRuntime (llmproxy/proxy/runtime.py) in a fixed
+order; other apps with background work of a web process (today instrumentation: the event bus publisher
+and the runtime metrics) register a hook here, the only way to register one. The runtime runs the start-up
+hooks after its own parts have started, in registration order, and the shutdown hooks, in reverse order,
+before its own parts stop.
 """
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 Hook = Callable[[], Awaitable[None]]
 
@@ -36,8 +39,8 @@ async def run_shutdown() -> None:
         await hook()
 
 
-async def acancel(task: asyncio.Task | None) -> None:
-    """Cancel a background task and wait until it has stopped (a shutdown hook's usual first step)."""
+async def acancel(task: "asyncio.Task[Any] | None") -> None:
+    """Cancel a background task and wait until it has stopped (a shutdown step's usual first step)."""
     if task is None:
         return
     task.cancel()

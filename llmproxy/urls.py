@@ -11,7 +11,6 @@ urlpatterns = [
     path("ready", health.ready),
     path("live", health.live),
     path("manage/", include("llmproxy.manage_urls")),
-    path("v1/", include("llmproxy.proxy.urls")),
 ]
 if settings.ENABLE_METRICS:
     urlpatterns.append(path("", include("instrumentation.urls")))  # METRICS_PATH and METRICS_PATH/prometheus

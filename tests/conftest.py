@@ -99,10 +99,10 @@ class ProxyServer:
     def configure(self, **provider_fields) -> None:
         """Rewrite the provider YAML with these fields of `apis.openai` changed (e.g. allowed_origins=[...],
         timeouts={"response_header": "1s"}); takes effect for the next request."""
-        from llmproxy.proxy import reset_for_tests
+        from llmproxy.proxy.state import runtime
 
         write_provider_config(self.config_path, self.upstream.url, **provider_fields)
-        reset_for_tests()
+        runtime().providers.reload()
 
 
 def write_provider_config(path, upstream_url: str, **provider_fields) -> None:
@@ -115,21 +115,23 @@ def proxy_server(transactional_db, settings, tmp_path, fake_upstream):
     """The real ASGI application (`llmproxy.asgi.application`: /v1 proxy, /manage, /metrics, ...) on a real
     socket, served by uvicorn in a background thread with the ASGI lifespan (start-up/shutdown hooks run),
     sharing this process's settings and test database. API_CONFIG_PATH points at a temp YAML whose
-    provider `base_url` is `fake_upstream`. Per-process proxy state (caches, breaker) starts fresh.
+    provider `base_url` is `fake_upstream`. Per-process proxy state (caches, breaker) starts fresh: each server
+    gets a new ProxyRuntime.
 
         def test_chat(proxy_server, token_pair):
             client = openai.OpenAI(base_url=proxy_server.url + "/v1", api_key=token_pair[1])
     """
-    from llmproxy.proxy import reset_for_tests
+    from llmproxy.proxy import state
+    from llmproxy.proxy.runtime import ProxyRuntime
     from tests.support.asgi_server import LiveASGIServer
 
     config_path = tmp_path / "api_providers.yaml"
     write_provider_config(config_path, fake_upstream.url)
     settings.API_CONFIG_PATH = str(config_path)
-    reset_for_tests()
+    state.install(ProxyRuntime())
     from llmproxy.asgi import application
 
     live = LiveASGIServer(application).start()
     yield ProxyServer(live, fake_upstream, config_path)
     live.stop()
-    reset_for_tests()
+    state.install(ProxyRuntime())

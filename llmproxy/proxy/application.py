@@ -1,12 +1,13 @@
 """The project's ASGI application: /v1 to the lean proxy handler, everything else to Django's standard one.
 
-It also owns the process lifecycle, whatever server runs it:
-- ASGI lifespan (uvicorn, granian): start-up hooks on `lifespan.startup`, shutdown hooks on `lifespan.shutdown`
-  (those servers already finish in-flight requests on SIGTERM before the lifespan shutdown);
-- Daphne, which has no lifespan and drops in-flight requests on SIGTERM: once its reactor runs, start-up hooks
-  are scheduled and SIGTERM/SIGINT are taken over for a graceful drain (stop listening, let in-flight
-  requests and streams finish up to SHUTDOWN_TIMEOUT, run the shutdown hooks, stop the reactor, exit 0);
-- any other server: start-up hooks run before the first request.
+It also starts and stops the process's ProxyRuntime (runtime.py; its start runs the other apps' lifecycle
+hooks too), whatever server runs it:
+- ASGI lifespan (uvicorn, granian): started on `lifespan.startup`, stopped on `lifespan.shutdown` (those
+  servers already finish in-flight requests on SIGTERM before the lifespan shutdown);
+- Daphne, which has no lifespan and drops in-flight requests on SIGTERM: once its reactor runs, the start is
+  scheduled and SIGTERM/SIGINT are taken over for a graceful drain (stop listening, let in-flight requests
+  and streams finish up to SHUTDOWN_TIMEOUT, stop the runtime, stop the reactor, exit 0);
+- any other server: started before the first request.
 """
 
 import asyncio
@@ -16,14 +17,17 @@ import sys
 import threading
 import time
 import uuid
+from types import FrameType
+from typing import Any
 
 from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
-from llmproxy import lifecycle
+from llmproxy import compat
 
-from . import errors
+from . import errors, state
+from .asgi_types import Message, Receive, Scope, Send
 from .handler import ProxyASGIHandler, content_length
 
 logger = logging.getLogger(__name__)
@@ -36,9 +40,9 @@ class Application:
         self.in_flight = 0
         self.draining = False
         self._idle: asyncio.Event | None = None  # set when in_flight drops to 0 while draining
-        self._started: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+        self._started: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "lifespan":
             await self.lifespan(receive, send)
@@ -65,20 +69,20 @@ class Application:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def astartup(self) -> None:
-        """Run the start-up hooks once per event loop; concurrent first requests wait for the same run."""
+        """Start the runtime once per event loop; concurrent first requests wait for the same start."""
         try:
             await asyncio.shield(self._start_task())
         except Exception:
-            logger.exception("a start-up hook failed; serving anyway")
+            logger.exception("starting the proxy runtime failed; serving anyway")
 
     async def ashutdown(self, seconds: float | None = None) -> None:
         self._started.pop(asyncio.get_running_loop(), None)
         try:
-            await asyncio.wait_for(lifecycle.run_shutdown(), seconds or settings.SHUTDOWN_TIMEOUT)
+            await asyncio.wait_for(state.runtime().astop(), seconds or settings.SHUTDOWN_TIMEOUT)
         except Exception:
-            logger.exception("a shutdown hook failed or timed out")
+            logger.exception("stopping the proxy runtime failed or timed out")
 
-    async def lifespan(self, receive, send) -> None:
+    async def lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -94,10 +98,10 @@ class Application:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    def _start_task(self) -> asyncio.Task:
+    def _start_task(self) -> asyncio.Task[None]:
         loop = asyncio.get_running_loop()
         if loop not in self._started:
-            self._started[loop] = loop.create_task(lifecycle.run_startup())
+            self._started[loop] = loop.create_task(state.runtime().astart())
         return self._started[loop]
 
     async def adrain(self, seconds: float) -> bool:
@@ -112,7 +116,7 @@ class Application:
         return True
 
 
-def bounded_receive(scope, receive, send):
+def bounded_receive(scope: Scope, receive: Receive, send: Send) -> Receive:
     """`receive` for Django that answers 413 once the body passes MAX_REQUEST_SIZE, then tells Django the
     client left.
 
@@ -125,7 +129,7 @@ def bounded_receive(scope, receive, send):
     """
     limit, received = settings.MAX_REQUEST_SIZE, 0
 
-    async def areceive():
+    async def areceive() -> Message:
         nonlocal received
         message = await receive()
         if message["type"] == "http.request" and received <= limit:
@@ -138,7 +142,7 @@ def bounded_receive(scope, receive, send):
     return areceive
 
 
-async def send_too_large(scope, send) -> None:
+async def send_too_large(scope: Scope, send: Send) -> None:
     """413 for /manage and the rest before Django reads (all of) the body; the proxy handler does its own.
 
     `Connection: close`: the rest of the body is not wanted, and the server closes the connection instead
@@ -155,7 +159,7 @@ async def send_too_large(scope, send) -> None:
 
 
 def install_daphne_hooks(app: Application) -> None:
-    """Under Daphne (the Twisted asyncio reactor), run start-up when the reactor starts and drain on SIGTERM.
+    """Under Daphne (the Twisted asyncio reactor), start the runtime when the reactor starts; drain on SIGTERM.
 
     `callWhenRunning` fires after Twisted installed its own signal handlers, so ours replace them. Under
     any other server the reactor never runs and nothing here happens.
@@ -166,11 +170,11 @@ def install_daphne_hooks(app: Application) -> None:
     reactor.callWhenRunning(_on_reactor_running, app, reactor)
 
 
-def _on_reactor_running(app: Application, reactor) -> None:
+def _on_reactor_running(app: Application, reactor: Any) -> None:
     loop = asyncio.get_event_loop()
-    stopping: list[asyncio.Task] = []
+    stopping: list[asyncio.Task[None] | None] = []
 
-    def on_signal(signum, frame) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         if stopping:  # a second signal: stop now
             loop.call_soon_threadsafe(reactor.stop)
             return
@@ -181,15 +185,12 @@ def _on_reactor_running(app: Application, reactor) -> None:
     if threading.current_thread() is threading.main_thread():  # runserver's reloader runs Daphne in a thread
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-    app._started[loop] = loop.create_task(lifecycle.run_startup())
+    app._started[loop] = loop.create_task(state.runtime().astart())
 
 
-async def _adrain_and_stop(app: Application, reactor) -> None:
-    from twisted.internet import tcp
-
-    for reader in list(reactor.getReaders()):
-        if isinstance(reader, tcp.Port):
-            reader.stopListening()
+async def _adrain_and_stop(app: Application, reactor: Any) -> None:
+    for port in compat.listening_ports(reactor):
+        port.stopListening()
     # One SHUTDOWN_TIMEOUT for everything: in-flight requests first, a few seconds kept for the hooks.
     total = settings.SHUTDOWN_TIMEOUT
     started = time.monotonic()

@@ -7,21 +7,9 @@ class ProxyConfig(AppConfig):
     verbose_name = "Proxy"
 
     def ready(self) -> None:
-        # Background work of a web process (llmproxy.lifecycle); shutdown hooks run in reverse order,
-        # so the database connection of the shared sync thread is closed last.
-        from llmproxy import lifecycle
+        # The one place the proxy's per-process state is made (runtime.py lists its parts and their order);
+        # the ASGI application starts it on the serving loop and stops it at shutdown.
+        from . import state
+        from .runtime import ProxyRuntime
 
-        from . import invalidation, upstream, usage
-
-        lifecycle.on_shutdown(aclose_database)
-        usage.register()
-        invalidation.register()
-        upstream.register()
-
-
-async def aclose_database() -> None:
-    """Close the connection of asgiref's shared thread, where /v1's database work runs."""
-    from asgiref.sync import sync_to_async
-    from django.db import connections
-
-    await sync_to_async(connections.close_all)()
+        state.install(ProxyRuntime())

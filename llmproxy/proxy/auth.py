@@ -1,24 +1,26 @@
-"""The token check of /v1: format, SHA-256 lookup, active, expiry, quota (reference §3.2, §3.7, §4).
+"""The token check of /v1: format, SHA-256 lookup, active, expiry, quota (as the reference's token
+validation and request counting do, with the error answers of errors.py).
 
-Validated tokens and projects (active flag, decrypted upstream key) are cached in-process, so the common
-request makes no database query. Entries live up to TOKEN_CACHE_TTL / LLM_PROXY_API_KEY_CACHE_TTL, but
-changes reach them sooner: services call llmproxy.proxy.invalidation after commit, which clears them here
-and, with Redis configured, in every other web process. While that channel is down, entries are trusted
-for one second only.
+Validated tokens and projects (active flag, decrypted upstream key) are cached in-process by `TokenCache`
+and `ProjectKeyCache`, so the common request makes no database query. Entries live up to TOKEN_CACHE_TTL /
+LLM_PROXY_API_KEY_CACHE_TTL, but changes reach them sooner: services call llmproxy.proxy.invalidation after
+commit, which clears them here and, with Redis configured, in every other web process. While that channel
+is down, entries are trusted for one second only (`Freshness`).
 
-The check is split for the HTTP cache (contract 5): `avalidate_token` (no counting) and `aproject_guard`
-come before the cache lookup; `acount_request` only for requests that go upstream. Limited tokens are
-counted by one guarded UPDATE (no overshoot under concurrency); unlimited ones in batches (usage.py).
+The check is split for the HTTP cache, which must not count a request it answers: `TokenCache.avalidate`
+(no counting) and `ProjectKeyCache.aguard` come before the cache lookup; `TokenCache.acount` only for
+requests that go upstream. Limited tokens are counted by one guarded UPDATE (no overshoot under
+concurrency); unlimited ones in batches (usage.py).
 """
 
-import itertools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -26,9 +28,15 @@ from audit.logger import ACTOR_SYSTEM, AuditContext, aaudit_log, client_ip, obfu
 from projects import crypto
 from tokens.models import format_error, hash_token
 
-from . import errors, invalidation, state, usage
+from . import errors
+from .db import DbThread
+from .usage import UsageBatcher
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+V = TypeVar("V")
+
+TokenRow = tuple[Any, ...]  # the columns of _TOKEN_FIELDS
 
 
 @dataclass(slots=True)
@@ -48,68 +56,167 @@ class CachedProject:
     loaded: float
 
 
-_tokens: dict[str, CachedToken] = {}  # by token hash
-_projects: dict[str, CachedProject] = {}  # by project id
-# Bumped by every invalidation: a database read that raced with one must not be cached.
-_generations = itertools.count(1)
-_generation = 0
+class Freshness:
+    """How far the caches may trust their entries, shared by both caches and the invalidation listener.
+
+    `generation` is bumped by every invalidation: a database read that raced with one must not be cached.
+    `listening` is whether this process hears other processes' invalidations (its listener is subscribed).
+    """
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.listening = False
+
+    def bump(self) -> None:
+        self.generation += 1
+
+    def trusted(self) -> bool:
+        """Whether entries can live their full TTL: no other process to hear from, or listening to them."""
+        return self.listening or not settings.REDIS_CONFIGURED
+
+    def fresh(self, loaded: float, ttl: float) -> bool:
+        if not self.trusted():
+            ttl = min(ttl, 1.0)
+        return time.monotonic() - loaded < ttl
 
 
-async def avalidate_token(authorization: str) -> CachedToken:
-    """The token of this Authorization header, valid now; raises ProxyError (401/429/503). Counts nothing."""
-    token = bearer_token(authorization)
-    problem = format_error(token)
-    if problem:
-        raise errors.invalid_token(problem)
-    token_hash = hash_token(token)
-    entry = _tokens.get(token_hash)
-    if entry is None or not _fresh(entry.loaded, settings.TOKEN_CACHE_TTL):
-        entry = await _aload_token(token_hash)
-    if entry.expires_at is not None and time.time() > entry.expires_at:
-        raise errors.token_expired()
-    if entry.exhausted:
+async def adb(db: DbThread, fn: Callable[..., T], *args: object) -> T:
+    """Run a query of the token check in the database thread; a database error is the client's 503."""
+    try:
+        return await db.arun(fn, *args)
+    except DatabaseError:
+        logger.exception("database error during the token check")
+        raise errors.service_unavailable() from None
+
+
+class ProjectKeyCache:
+    """Projects by id: active flag and decrypted upstream key, refreshed after LLM_PROXY_API_KEY_CACHE_TTL."""
+
+    def __init__(self, db: DbThread, freshness: Freshness) -> None:
+        self._db = db
+        self._freshness = freshness
+        self._projects: dict[str, CachedProject] = {}
+
+    async def aguard(self, entry: CachedToken, request: Any) -> CachedProject:
+        """The token's project, refused with 403 when inactive (audited) or 503 when it cannot be read."""
+        project = self._projects.get(entry.project_id)
+        if project is None or not self._freshness.fresh(project.loaded, settings.LLM_PROXY_API_KEY_CACHE_TTL):
+            try:
+                project = await self._aload(entry.project_id)
+            except errors.ProxyError:
+                await _audit(request, entry, "error", "service_unavailable")
+                raise
+        if not project.is_active and settings.LLM_PROXY_ENFORCE_PROJECT_ACTIVE:
+            await _audit(request, entry, "denied", "project_inactive")
+            raise errors.project_inactive()
+        return project
+
+    def remember(self, project_id: str, project: CachedProject) -> None:
+        _remember(self._projects, project_id, project, settings.LLM_PROXY_API_KEY_CACHE_MAX)
+
+    def forget(self, project_id: str) -> None:
+        self._freshness.bump()
+        self._projects.pop(str(project_id), None)
+
+    def clear(self) -> None:
+        self._freshness.bump()
+        self._projects.clear()
+
+    async def _aload(self, project_id: str) -> CachedProject:
+        generation = self._freshness.generation
+        row = await adb(self._db, _select_project, project_id)
+        if row is None:
+            raise errors.service_unavailable()
+        project = project_entry(row[0], row[1], time.monotonic())
+        if generation == self._freshness.generation:
+            self.remember(project_id, project)
+        return project
+
+
+class TokenCache:
+    """Validated tokens by hash; loading one also caches its project (one query for both)."""
+
+    def __init__(self, db: DbThread, projects: ProjectKeyCache, usage: UsageBatcher, freshness: Freshness) -> None:
+        self._db = db
+        self._projects = projects
+        self._usage = usage
+        self._freshness = freshness
+        self._tokens: dict[str, CachedToken] = {}  # by token hash
+
+    async def avalidate(self, authorization: str) -> CachedToken:
+        """The token of this Authorization header, valid now; raises ProxyError (401/429/503). Counts nothing."""
+        token = bearer_token(authorization)
+        problem = format_error(token)
+        if problem:
+            raise errors.invalid_token(problem)
+        token_hash = hash_token(token)
+        entry = self._tokens.get(token_hash)
+        if entry is None or not self._freshness.fresh(entry.loaded, settings.TOKEN_CACHE_TTL):
+            entry = await self._aload(token_hash)
+        if entry.expires_at is not None and time.time() > entry.expires_at:
+            raise errors.token_expired()
+        if entry.exhausted:
+            raise errors.rate_limited()
+        return entry
+
+    async def acount(self, entry: CachedToken) -> None:
+        """Count one upstream request against the token: batched when unlimited, guarded UPDATE when limited."""
+        if entry.max_requests is None:
+            self._usage.record_request(entry.token_id)
+            return
+        if await adb(self._db, _increment_limited, entry.token_id):
+            return
+        # Zero rows: the database disagrees with the cache. Find out why and answer like the reference.
+        row = await adb(self._db, _select_token, {"id": entry.token_id})
+        if row is None or not row[2]:
+            self._forget_entry(entry)
+            raise errors.token_inactive() if row else errors.token_not_found()
+        if row[3] is not None and timezone.now() > row[3]:
+            raise errors.token_expired()
+        if row[5] is None:  # made unlimited meanwhile
+            entry.max_requests = None
+            self._usage.record_request(entry.token_id)
+            return
+        entry.exhausted = True
+        cached = self._tokens.get(row[-1])
+        if cached is not None and cached is not entry:
+            cached.exhausted = True
         raise errors.rate_limited()
-    return entry
 
+    def forget(self, token_hash: str) -> None:
+        self._freshness.bump()
+        self._tokens.pop(token_hash, None)
 
-async def aproject_guard(entry: CachedToken, request) -> CachedProject:
-    """The token's project, refused with 403 when inactive (audited) or 503 when it cannot be read."""
-    project = _projects.get(entry.project_id)
-    if project is None or not _fresh(project.loaded, settings.LLM_PROXY_API_KEY_CACHE_TTL):
-        try:
-            project = await _aload_project(entry.project_id)
-        except errors.ProxyError:
-            await _audit(request, entry, "error", "service_unavailable")
-            raise
-    if not project.is_active and settings.LLM_PROXY_ENFORCE_PROJECT_ACTIVE:
-        await _audit(request, entry, "denied", "project_inactive")
-        raise errors.project_inactive()
-    return project
+    def clear(self) -> None:
+        self._freshness.bump()
+        self._tokens.clear()
 
+    def _forget_entry(self, entry: CachedToken) -> None:
+        for token_hash, cached in list(self._tokens.items()):
+            if cached.token_id == entry.token_id:
+                self.forget(token_hash)
 
-async def acount_request(entry: CachedToken) -> None:
-    """Count one upstream request against the token: batched when unlimited, guarded UPDATE when limited."""
-    if entry.max_requests is None:
-        usage.record_request(entry.token_id)
-        return
-    if await _adb(_increment_limited, entry.token_id):
-        return
-    # Zero rows: the database disagrees with the cache. Find out why and answer like the reference.
-    row = await _adb(_select_token, {"id": entry.token_id})
-    token_hash = row[-1] if row else None
-    if row is None or not row[2]:
-        _forget_entry(entry)
-        raise errors.token_inactive() if row else errors.token_not_found()
-    if row[3] is not None and timezone.now() > row[3]:
-        raise errors.token_expired()
-    if row[5] is None:  # made unlimited meanwhile
-        entry.max_requests = None
-        usage.record_request(entry.token_id)
-        return
-    entry.exhausted = True
-    if token_hash in _tokens and _tokens[token_hash] is not entry:
-        _tokens[token_hash].exhausted = True
-    raise errors.rate_limited()
+    async def _aload(self, token_hash: str) -> CachedToken:
+        generation = self._freshness.generation
+        row = await adb(self._db, _select_token, {"token_hash": token_hash})
+        if row is None:
+            raise errors.token_not_found()
+        token_id, project_id, is_active, expires_at, request_count, max_requests, project_active, stored_key, _ = row
+        if not is_active:
+            raise errors.token_inactive()
+        now = time.monotonic()
+        entry = CachedToken(
+            token_id=str(token_id),
+            project_id=str(project_id),
+            expires_at=expires_at.timestamp() if expires_at else None,
+            max_requests=max_requests or None,
+            loaded=now,
+            exhausted=bool(max_requests) and request_count >= max_requests,
+        )
+        if generation == self._freshness.generation:  # no invalidation raced with this read
+            _remember(self._tokens, token_hash, entry, settings.TOKEN_CACHE_MAX)
+            self._projects.remember(entry.project_id, project_entry(project_active, stored_key, now))
+        return entry
 
 
 def upstream_key(project: CachedProject) -> str:
@@ -127,82 +234,7 @@ def bearer_token(header: str) -> str:
     return token
 
 
-# --- cache invalidation (called by llmproxy.proxy.invalidation) -------------------------------------
-
-
-def forget_token(token_hash: str) -> None:
-    global _generation
-    _generation = next(_generations)
-    _tokens.pop(token_hash, None)
-
-
-def forget_project(project_id: str) -> None:
-    global _generation
-    _generation = next(_generations)
-    _projects.pop(str(project_id), None)
-
-
-@state.on_reset
-def forget_all() -> None:
-    global _generation
-    _generation = next(_generations)
-    _tokens.clear()
-    _projects.clear()
-
-
-def _forget_entry(entry: CachedToken) -> None:
-    for token_hash, cached in list(_tokens.items()):
-        if cached.token_id == entry.token_id:
-            forget_token(token_hash)
-
-
-# --- database ------------------------------------------------------------------------------------------
-
-
-async def _aload_token(token_hash: str) -> CachedToken:
-    generation = _generation
-    row = await _adb(_select_token, {"token_hash": token_hash})
-    if row is None:
-        raise errors.token_not_found()
-    token_id, project_id, is_active, expires_at, request_count, max_requests, project_active, stored_key, _ = row
-    if not is_active:
-        raise errors.token_inactive()
-    now = time.monotonic()
-    entry = CachedToken(
-        token_id=str(token_id),
-        project_id=str(project_id),
-        expires_at=expires_at.timestamp() if expires_at else None,
-        max_requests=max_requests or None,
-        loaded=now,
-        exhausted=bool(max_requests) and request_count >= max_requests,
-    )
-    if generation == _generation:  # no invalidation raced with this read
-        _remember(_tokens, token_hash, entry, settings.TOKEN_CACHE_MAX)
-        _remember(
-            _projects,
-            entry.project_id,
-            _project_entry(project_active, stored_key, now),
-            settings.LLM_PROXY_API_KEY_CACHE_MAX,
-        )
-    return entry
-
-
-async def _aload_project(project_id: str) -> CachedProject:
-    from projects.models import Project
-
-    generation = _generation
-    row = await _adb(
-        lambda: Project.objects.filter(id=project_id).values_list("is_active", "api_key_encrypted").first()
-    )
-    if row is None:
-        raise errors.service_unavailable()
-    project = _project_entry(row[0], row[1], time.monotonic())
-    if generation == _generation:
-        _remember(_projects, project_id, project, settings.LLM_PROXY_API_KEY_CACHE_MAX)
-    return project
-
-
-def _project_entry(is_active: bool, stored_key: str, loaded: float) -> CachedProject:
+def project_entry(is_active: bool, stored_key: str, loaded: float) -> CachedProject:
     try:
         api_key = crypto.decrypt(stored_key)
     except crypto.DecryptionError:
@@ -211,21 +243,35 @@ def _project_entry(is_active: bool, stored_key: str, loaded: float) -> CachedPro
     return CachedProject(is_active=is_active, api_key=api_key, loaded=loaded)
 
 
-def _select_token(lookup: dict):
+# --- database (these run in the database thread) -------------------------------------------------------
+
+_TOKEN_FIELDS = (
+    "id",
+    "project_id",
+    "is_active",
+    "expires_at",
+    "request_count",
+    "max_requests",
+    "project__is_active",
+    "project__api_key_encrypted",
+    "token_hash",
+)
+
+
+def _select_token(lookup: dict[str, str]) -> TokenRow | None:
     from tokens.models import Token
 
-    fields = (
-        "id",
-        "project_id",
-        "is_active",
-        "expires_at",
-        "request_count",
-        "max_requests",
-        "project__is_active",
-        "project__api_key_encrypted",
-        "token_hash",
+    row: TokenRow | None = Token.objects.filter(**lookup).values_list(*_TOKEN_FIELDS).first()
+    return row
+
+
+def _select_project(project_id: str) -> tuple[bool, str] | None:
+    from projects.models import Project
+
+    row: tuple[bool, str] | None = (
+        Project.objects.filter(id=project_id).values_list("is_active", "api_key_encrypted").first()
     )
-    return Token.objects.filter(**lookup).values_list(*fields).first()
+    return row
 
 
 def _increment_limited(token_id: str) -> bool:
@@ -238,41 +284,10 @@ def _increment_limited(token_id: str) -> bool:
     return guarded.update(request_count=F("request_count") + 1, last_used_at=now) == 1
 
 
-def _in_db_thread(fn, *args):
-    db_hygiene()
-    return fn(*args)
-
-
-def db_hygiene() -> None:
-    """What request_started/finished do for Django's requests (/v1 has neither): drop a connection that
-    failed or outlived CONN_MAX_AGE. A healthy SQLite connection is kept: this thread is long-lived and
-    reopening a WAL database costs a checkpoint each time."""
-    for conn in connections.all(initialized_only=True):
-        if conn.vendor != "sqlite" or conn.errors_occurred:
-            conn.close_if_unusable_or_obsolete()
-
-
-_run_in_db_thread = sync_to_async(_in_db_thread)  # asgiref's one shared thread: its connection persists
-
-
-async def _adb(fn, *args):
-    try:
-        return await _run_in_db_thread(fn, *args)
-    except DatabaseError:
-        logger.exception("database error during the token check")
-        raise errors.service_unavailable() from None
-
-
 # --- helpers ---------------------------------------------------------------------------------------------
 
 
-def _fresh(loaded: float, ttl: float) -> bool:
-    if not invalidation.is_trusted():
-        ttl = min(ttl, 1.0)
-    return time.monotonic() - loaded < ttl
-
-
-def _remember(cache: dict, key: str, value, limit: int) -> None:
+def _remember(cache: dict[str, V], key: str, value: V, limit: int) -> None:
     if limit <= 0:
         return
     if key not in cache and len(cache) >= limit:
@@ -280,7 +295,7 @@ def _remember(cache: dict, key: str, value, limit: int) -> None:
     cache[key] = value
 
 
-async def _audit(request, entry: CachedToken, outcome: str, reason: str) -> None:
+async def _audit(request: Any, entry: CachedToken, outcome: str, reason: str) -> None:
     ctx = AuditContext(
         actor=ACTOR_SYSTEM,
         request_id=getattr(request, "proxy_request_id", ""),

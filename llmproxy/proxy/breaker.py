@@ -16,50 +16,46 @@ from collections import OrderedDict
 
 from django.conf import settings
 
-from . import state
-
 TRANSIENT = frozenset({502, 503, 504})
 MAX_TRACKED = 4096
 
-# project id -> [consecutive failures, monotonic time until which the breaker is open (0: closed)]
-_projects: "OrderedDict[str, list]" = OrderedDict()
 
+class Breaker:
+    """The per-project circuit breakers of this process."""
 
-def is_open(project_id: str) -> bool:
-    entry = _projects.get(project_id)
-    if entry is None or not entry[1]:
+    def __init__(self) -> None:
+        # project id -> [consecutive failures, monotonic time until which the breaker is open (0: closed)]
+        self._projects: OrderedDict[str, list[float]] = OrderedDict()
+
+    def is_open(self, project_id: str) -> bool:
+        entry = self._projects.get(project_id)
+        if entry is None or not entry[1]:
+            return False
+        if time.monotonic() < entry[1]:
+            return True
+        del self._projects[project_id]  # the cooldown is over: a fresh count
         return False
-    if time.monotonic() < entry[1]:
-        return True
-    del _projects[project_id]  # the cooldown is over: a fresh count
-    return False
 
+    def record(self, project_id: str, status: int) -> None:
+        """An upstream answer's status for this project (the proxy's own 502 when it could not reach it)."""
+        projects = self._projects
+        if status not in TRANSIENT:
+            projects.pop(project_id, None)
+            return
+        threshold = settings.CIRCUIT_BREAKER_THRESHOLD
+        if not threshold:
+            return
+        entry = projects.get(project_id)
+        if entry is None:
+            entry = projects[project_id] = [0, 0.0]
+            if len(projects) > MAX_TRACKED:
+                projects.popitem(last=False)
+        else:
+            projects.move_to_end(project_id)
+        entry[0] += 1
+        if entry[0] >= threshold and not entry[1]:
+            entry[1] = time.monotonic() + settings.CIRCUIT_BREAKER_COOLDOWN
 
-def record(project_id: str, status: int) -> None:
-    """An upstream answer's status for this project (the proxy's own 502 when it could not reach it)."""
-    if status not in TRANSIENT:
-        _projects.pop(project_id, None)
-        return
-    threshold = settings.CIRCUIT_BREAKER_THRESHOLD
-    if not threshold:
-        return
-    entry = _projects.get(project_id)
-    if entry is None:
-        entry = _projects[project_id] = [0, 0.0]
-        if len(_projects) > MAX_TRACKED:
-            _projects.popitem(last=False)
-    else:
-        _projects.move_to_end(project_id)
-    entry[0] += 1
-    if entry[0] >= threshold and not entry[1]:
-        entry[1] = time.monotonic() + settings.CIRCUIT_BREAKER_COOLDOWN
-
-
-def tracked() -> int:
-    """How many projects have a failure on record (for tests of the bound)."""
-    return len(_projects)
-
-
-@state.on_reset
-def reset() -> None:
-    _projects.clear()
+    def tracked(self) -> int:
+        """How many projects have a failure on record (for tests of the bound)."""
+        return len(self._projects)

@@ -1,4 +1,6 @@
-"""The proxy's HTTP response cache (reference §7, with DESIGN.md improvements 2, 3 and 7).
+"""The proxy's HTTP response cache: the reference's, except that entries are scoped per project (the
+reference shares answers across tenants), HTTP_CACHE_DEFAULT_TTL and HTTP_CACHE_MAX_OBJECT_BYTES apply, a
+truncated stream is never kept, and hits replay no stale X-Request-ID or CORS headers.
 
 The view calls `alookup` once the token is known to be valid (without counting it) and the project
 is active (`# cache: lookup`): a hit comes back as a finished response, anything else as a
@@ -9,22 +11,29 @@ Entries are scoped per project; the view adds X-Request-ID and CORS headers to e
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar, cast
 
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import ResponseHeaders
-from django.utils.http import http_date
 
 from instrumentation import metrics
-from llmproxy import lifecycle
+from llmproxy import compat
 
 from . import cache_rules as rules
-from . import relay, usage
-from .cache_backends import CachedResponse, get_backend, scoped_key
+from . import state
+from .asgi_types import ProxyRequest
+from .cache_backends import CachedResponse, scoped_key
+from .cache_rules import StoreDecision
+from .timefmt import http_date_now, rfc3339_nano
 
 logger = logging.getLogger(__name__)
+
+HeaderGetter = Callable[[str], str]
+R = TypeVar("R", bound=StreamingHttpResponse)
+Headers = Sequence[tuple[str, str]]
 
 HIT, MISS, STORED, BYPASS, CONDITIONAL_HIT = "hit", "miss", "stored", "bypass", "conditional-hit"
 LOOKUP_METHODS = {"GET", "HEAD", "POST"}
@@ -42,7 +51,7 @@ class CacheLookup:
     request_no_store: bool = False
     revalidate: bool = False  # the client sent `no-cache` or `max-age=0`
     head: bool = False  # a HEAD request: looked up under the GET key, its body-less answer never stored
-    vary_get: object = None  # request header getter, for the Vary digest at store time
+    vary_get: HeaderGetter | None = None  # request header getter, for the Vary digest at store time
     revalidating: CachedResponse | None = None  # entry being revalidated with a conditional upstream request
     upstream_headers: dict[str, str] = field(default_factory=dict)  # to add to the upstream request
     response: HttpResponse | None = None  # a hit or conditional-hit, ready to return
@@ -62,11 +71,12 @@ class UpstreamAnswer:
     replaced: bool = False
 
 
-def header_getter(request):
+def header_getter(request: ProxyRequest) -> HeaderGetter:
     meta = request.META
 
     def get(name: str) -> str:
-        return meta.get("HTTP_" + name.upper().replace("-", "_"), "")
+        value: str = meta.get("HTTP_" + name.upper().replace("-", "_"), "")
+        return value
 
     return get
 
@@ -74,8 +84,10 @@ def header_getter(request):
 # --- lookup ------------------------------------------------------------------------------------
 
 
-async def alookup(request, *, project_id: str, token_id: str = "", body: bytes | None = None) -> CacheLookup:
-    """Find a cached answer for `request` in its project's cache (reference §7.2).
+async def alookup(
+    request: ProxyRequest, *, project_id: str, token_id: str = "", body: bytes | None = None
+) -> CacheLookup:
+    """Find a cached answer for `request` in its project's cache (the reference's lookup).
 
     The verdict is also kept as `request.proxy_cache` for the store step. Headers the upstream must see
     (X-Body-Hash, the revalidation's If-None-Match) are set on the request itself, as the reference does.
@@ -86,7 +98,7 @@ async def alookup(request, *, project_id: str, token_id: str = "", body: bytes |
     return lookup
 
 
-async def _alookup(request, project_id: str, token_id: str, body: bytes | None) -> CacheLookup:
+async def _alookup(request: ProxyRequest, project_id: str, token_id: str, body: bytes | None) -> CacheLookup:
     if not settings.HTTP_CACHE_ENABLED:
         return CacheLookup(enabled=False)
     get = header_getter(request)
@@ -94,7 +106,8 @@ async def _alookup(request, project_id: str, token_id: str, body: bytes | None) 
     if not lookup.key:
         metrics.count("cache_misses")
         return lookup
-    entry = await get_backend().aget(scoped_key(project_id, lookup.key))
+    runtime = state.runtime()
+    entry = await runtime.cache.get().aget(scoped_key(project_id, lookup.key))
     if entry is None or (entry.vary_key and rules.vary_key(entry.vary, get) != entry.vary_key):
         metrics.count("cache_misses")
         return lookup
@@ -115,11 +128,11 @@ async def _alookup(request, project_id: str, token_id: str, body: bytes | None) 
     metrics.count("cache_hits")
     lookup.response = serve(request, entry, lookup.key, status)
     if token_id:
-        usage.record_cache_hit(token_id)  # batched, off the request path
+        runtime.usage.record_cache_hit(token_id)  # batched, off the request path
     return lookup
 
 
-def _prepare(request, get, project_id: str, body: bytes | None) -> CacheLookup:
+def _prepare(request: ProxyRequest, get: HeaderGetter, project_id: str, body: bytes | None) -> CacheLookup:
     """Work out whether and under which key the request is looked up (and its answer stored)."""
     lookup = CacheLookup(project_id=str(project_id), vary_get=get)
     method = request.method
@@ -146,7 +159,7 @@ def _prepare(request, get, project_id: str, body: bytes | None) -> CacheLookup:
     return lookup
 
 
-def _revalidate(lookup: CacheLookup, entry: CachedResponse, get) -> None:
+def _revalidate(lookup: CacheLookup, entry: CachedResponse, get: HeaderGetter) -> None:
     """Client `no-cache`/`max-age=0`: ask upstream conditionally; a 304 then refreshes the entry."""
     if get("If-None-Match") or get("If-Modified-Since"):
         return  # the client's own conditionals go upstream unchanged, and a 304 is for the client
@@ -158,7 +171,7 @@ def _revalidate(lookup: CacheLookup, entry: CachedResponse, get) -> None:
         lookup.revalidating = entry
 
 
-def _forward_headers(request, extra: dict[str, str]) -> None:
+def _forward_headers(request: ProxyRequest, extra: dict[str, str]) -> None:
     scope = getattr(request, "scope", None)
     if scope is None:  # not an ASGI request (unit tests)
         return
@@ -170,16 +183,16 @@ def _forward_headers(request, extra: dict[str, str]) -> None:
 # --- serving -----------------------------------------------------------------------------------
 
 
-def serve(request, entry: CachedResponse, key: str, status: str) -> HttpResponse:
+def serve(request: ProxyRequest, entry: CachedResponse, key: str, status: str) -> HttpResponse:
     """A cached answer with fresh Date, Age and proxy timestamps (the view adds X-Request-ID and CORS)."""
     not_modified = status == CONDITIONAL_HIT
     body = b"" if not_modified or request.method == "HEAD" else entry.body
     response = HttpResponse(body, status=304 if not_modified else entry.status_code)
     # The hot path of a hit: the entry's headers are validated once and copied in whole (Django's own
     # header store), instead of a dozen checked assignments per hit.
-    response.headers._store = dict(entry.served.get(status) or _prepare_headers(entry, key, status))
-    now = relay.rfc3339_nano(time.time_ns())
-    response.headers["Date"] = _http_date_now()
+    compat.replace_header_store(response, dict(entry.served.get(status) or _prepare_headers(entry, key, status)))
+    now = rfc3339_nano(time.time_ns())
+    response.headers["Date"] = http_date_now()
     response.headers["Age"] = str(max(0, int(time.time() - entry.stored_at)))
     response.headers["X-Proxy-Received-At"] = now
     response.headers["X-Proxy-First-Response-At"] = now
@@ -187,7 +200,7 @@ def serve(request, entry: CachedResponse, key: str, status: str) -> HttpResponse
     return response
 
 
-def _prepare_headers(entry: CachedResponse, key: str, status: str) -> dict:
+def _prepare_headers(entry: CachedResponse, key: str, status: str) -> compat.HeaderStore:
     headers = ResponseHeaders({})
     for name, values in entry.headers.items():
         headers[name] = ", ".join(values)
@@ -195,22 +208,11 @@ def _prepare_headers(entry: CachedResponse, key: str, status: str) -> dict:
         headers["Content-Length"] = str(len(entry.body))
     headers["X-Proxy"] = "llm-proxy"
     annotate(headers, status, key)
-    entry.served[status] = headers._store
-    return headers._store
+    store = entry.served[status] = compat.header_store(headers)
+    return store
 
 
-_date = (0, "")
-
-
-def _http_date_now() -> str:
-    global _date
-    second = int(time.time())
-    if _date[0] != second:
-        _date = (second, http_date(second))
-    return _date[1]
-
-
-def annotate(headers, status: str, key: str = "", debug: str = "") -> None:
+def annotate(headers: ResponseHeaders | dict[str, str], status: str, key: str = "", debug: str = "") -> None:
     """The cache's own headers: X-PROXY-CACHE, X-PROXY-CACHE-KEY, Cache-Status and, on a miss, why."""
     headers["X-PROXY-CACHE"] = status
     if key:
@@ -223,14 +225,15 @@ def annotate(headers, status: str, key: str = "", debug: str = "") -> None:
 # --- storing -----------------------------------------------------------------------------------
 
 
-async def astore_response(request, response):
+async def astore_response(request: ProxyRequest, response: R) -> R:
     """The store step on the view's streaming response: keep the answer if allowed, annotate it."""
     lookup = getattr(request, "proxy_cache", None)
     if lookup is None or not lookup.enabled:
         return response
     # Django's header store and body iterator directly: re-setting every header (each one validated) and
     # re-wrapping the body of answers that are not kept cost more than the decision itself.
-    store, body = response.headers._store, response._iterator
+    store = compat.header_store(response.headers)
+    body = cast(AsyncIterator[bytes], compat.streaming_iterator(response))  # relay.relay, an async generator
     result = await astore(lookup, UpstreamAnswer(response.status_code, list(store.values()), body))
     if result.replaced:  # our own revalidation got a 304: the cached answer replaces it
         response.status_code = result.status
@@ -245,7 +248,7 @@ async def astore_response(request, response):
 
 
 async def astore(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
-    """Decide whether to keep the upstream answer, keep it, and annotate it (reference §7.3)."""
+    """Decide whether to keep the upstream answer, keep it, and annotate it (the reference's store rules)."""
     if not lookup.enabled:
         return answer
     if not lookup.key:
@@ -276,10 +279,11 @@ async def astore(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAnswer:
     return await _store_whole(lookup, answer, decision)
 
 
-async def _store_whole(lookup: CacheLookup, answer: UpstreamAnswer, decision) -> UpstreamAnswer:
+async def _store_whole(lookup: CacheLookup, answer: UpstreamAnswer, decision: StoreDecision) -> UpstreamAnswer:
     """Read the (small, non-streamed) body before answering, so that "stored" is true when the client reads it."""
     limit = settings.HTTP_CACHE_MAX_OBJECT_BYTES
-    chunks, size, failure = [], 0, None
+    chunks: list[bytes] = []
+    size, failure = 0, None
     iterator = aiter(answer.body)
     try:
         async for chunk in iterator:
@@ -298,7 +302,9 @@ async def _store_whole(lookup: CacheLookup, answer: UpstreamAnswer, decision) ->
     return _annotated(answer, STORED, lookup.key)
 
 
-async def _replay(chunks: list[bytes], rest, failure: Exception | None) -> AsyncIterator[bytes]:
+async def _replay(
+    chunks: list[bytes], rest: AsyncIterator[bytes] | None, failure: Exception | None
+) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
     if failure is not None:
@@ -311,7 +317,9 @@ async def _replay(chunks: list[bytes], rest, failure: Exception | None) -> Async
 SSE_DONE = b"data: [DONE]"
 
 
-async def _tee_stream(lookup: CacheLookup, status: int, headers, body, decision) -> AsyncIterator[bytes]:
+async def _tee_stream(
+    lookup: CacheLookup, status: int, headers: Headers, body: AsyncIterator[bytes], decision: StoreDecision
+) -> AsyncIterator[bytes]:
     """Pass an SSE stream through untouched; store it only when it completed and fits (never truncated)."""
     limit = settings.HTTP_CACHE_MAX_OBJECT_BYTES
     captured: list[bytes] | None = []
@@ -339,6 +347,7 @@ async def _refreshed(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAns
     async for _ in answer.body:  # drain the empty 304 body so the upstream connection goes back to the pool
         pass
     entry = lookup.revalidating
+    assert entry is not None  # astore comes here only when revalidating
     merged = {name.lower(): (name, values) for name, values in entry.headers.items()}
     for name, value in answer.headers:
         if name.lower() not in {"content-length", "content-type", "content-encoding"}:
@@ -361,7 +370,7 @@ async def _refreshed(lookup: CacheLookup, answer: UpstreamAnswer) -> UpstreamAns
     return _annotated(result, MISS, lookup.key, "revalidated")
 
 
-async def _put(lookup: CacheLookup, status: int, headers, body: bytes, decision) -> bool:
+async def _put(lookup: CacheLookup, status: int, headers: Headers, body: bytes, decision: StoreDecision) -> bool:
     vary = _first(headers, "Vary")
     entry = CachedResponse(
         status_code=status,
@@ -370,7 +379,7 @@ async def _put(lookup: CacheLookup, status: int, headers, body: bytes, decision)
         vary=vary,
         vary_key=rules.vary_key(vary, lookup.vary_get) if lookup.vary_get else "",
     )
-    stored = await get_backend().aset(scoped_key(lookup.project_id, lookup.key), entry, decision.ttl)
+    stored = await state.runtime().cache.get().aset(scoped_key(lookup.project_id, lookup.key), entry, decision.ttl)
     if stored:
         metrics.count("cache_stores")
     return stored
@@ -381,16 +390,10 @@ def _annotated(answer: UpstreamAnswer, status: str, key: str = "", debug: str = 
     return answer
 
 
-def _first(headers, name: str) -> str:
+def _first(headers: Headers, name: str) -> str:
     lowered = name.lower()
     return next((value for key, value in headers if key.lower() == lowered), "")
 
 
 def _too_large(content_length: str) -> bool:
     return content_length.isdigit() and int(content_length) > settings.HTTP_CACHE_MAX_OBJECT_BYTES
-
-
-@lifecycle.on_shutdown
-async def _close_backend() -> None:
-    if settings.HTTP_CACHE_ENABLED:
-        await get_backend().aclose()

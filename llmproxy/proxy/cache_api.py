@@ -1,10 +1,13 @@
-"""POST /manage/cache/purge: delete cached answers, exactly (method + url) or by key prefix (reference §7.5)."""
+"""POST /manage/cache/purge: delete cached answers, exactly (method + url) or by key prefix, as the
+reference's purge endpoint does."""
 
 import json
 
 from django.conf import settings
+from django.http import HttpResponseBase
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from audit.logger import AuditContext
@@ -13,7 +16,7 @@ from llmproxy.api import TOO_LARGE, UNAUTHORIZED, ManagementView, StrictCharFiel
 from .cache_purge import URL_PATTERN, PurgeError, cache_purge, purge_failed
 
 
-class PurgeRequestSerializer(serializers.Serializer):
+class PurgeRequestSerializer(serializers.Serializer[dict[str, str]]):
     """Unknown fields are ignored, as in the reference."""
 
     method = StrictCharField(
@@ -35,7 +38,7 @@ class PurgeRequestSerializer(serializers.Serializer):
         ref_name = "CachePurgeRequest"
 
 
-class PurgeResultSerializer(serializers.Serializer):
+class PurgeResultSerializer(serializers.Serializer[dict[str, object]]):
     deleted = serializers.JSONField(
         help_text="Exact purge: true when the request's entry was removed in at least one project. "
         "Prefix purge: how many entries were removed."
@@ -62,7 +65,7 @@ class CachePurgeView(ManagementView):
             503: error_response('`{"error":"cache backend unavailable"}` (e.g. Redis down): nothing was purged.'),
         },
     )
-    def post(self, request):
+    def post(self, request: Request) -> HttpResponseBase:
         ctx = AuditContext.from_request(request)
         try:
             if not settings.HTTP_CACHE_ENABLED:
@@ -74,7 +77,7 @@ class CachePurgeView(ManagementView):
         return Response(result)
 
 
-def _parse(request, ctx) -> dict:
+def _parse(request: Request, ctx: AuditContext) -> dict[str, str]:
     """`{"method", "url", "prefix"?}` strings; unknown fields are ignored, anything else is "invalid JSON"."""
     try:
         data = json.loads(read_body(request))

@@ -1,4 +1,5 @@
-"""Purging the response cache: shared by `POST /manage/cache/purge` and `manage.py cache_purge` (reference §7.5)."""
+"""Purging the response cache: shared by `POST /manage/cache/purge` and `manage.py cache_purge`, as
+the reference's purge endpoint does."""
 
 import re
 from urllib.parse import unquote
@@ -8,7 +9,7 @@ from django.conf import settings
 from audit.logger import AuditContext, audit_log
 
 from . import cache_rules as rules
-from .cache_backends import get_backend
+from . import state
 
 # A valid purge URL: no control characters, every `%` starts an escape (what Go's url.Parse insists on here).
 URL_PATTERN = r"^(?:[^%\x00-\x1f\x7f]|%[0-9A-Fa-f]{2})+$"
@@ -36,7 +37,7 @@ def purge_key(method: str, url: str) -> str:
     return rules.cache_key("GET" if method == "HEAD" else method, path, query, lambda name: "")
 
 
-def cache_purge(*, method: str, url: str, prefix: str = "", ctx: AuditContext | None = None) -> dict:
+def cache_purge(*, method: str, url: str, prefix: str = "", ctx: AuditContext | None = None) -> dict[str, object]:
     """Delete one request's entry in every project (`{"deleted": bool}`) or every key starting with `prefix`
     (`{"deleted": n}`)."""
     if not settings.HTTP_CACHE_ENABLED:
@@ -48,11 +49,12 @@ def cache_purge(*, method: str, url: str, prefix: str = "", ctx: AuditContext | 
     except ValueError:
         raise purge_failed(ctx, PurgeError("invalid URL", reason="invalid_url")) from None
     try:
+        backend = state.runtime().cache.get()
         if prefix:
-            deleted = get_backend().purge(prefix, prefix=True)
+            deleted = backend.purge(prefix, prefix=True)
             details = {"purge_type": "prefix", "prefix": prefix, "deleted": deleted}
         else:
-            deleted = get_backend().purge(key) > 0
+            deleted = backend.purge(key) > 0
             details = {"purge_type": "exact", "method": method, "url": url, "cache_key": key, "deleted": deleted}
     except Exception as exc:  # Redis unreachable and the like: the operator must know nothing was purged
         error = PurgeError("cache backend unavailable", reason="backend_error", status=503)

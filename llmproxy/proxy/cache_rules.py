@@ -1,4 +1,4 @@
-"""The response cache's rules as pure functions (reference §7): keys, Cache-Control, TTL, conditionals.
+"""The response cache's rules as pure functions (the reference's cache): keys, Cache-Control, TTL, conditionals.
 
 Nothing here does I/O, so every rule is unit-tested without a server; `cache.py` applies them to requests.
 """
@@ -16,8 +16,8 @@ LOOKUP_HEADERS = ("Accept", "Accept-Encoding", "Accept-Language")
 CACHEABLE_STATUSES = {200, 203}  # the reference's {200,203,301,308,404,410}, minus the non-2xx it never stores
 MAX_HASHED_BODY = 1024 * 1024  # an opted-in POST body above this is not hashed, hence not cached (reference)
 
-# Never stored (reference cache_helpers.go:253-285), plus what must come from the current request
-# (improvement 7: X-Request-ID and CORS) and what the cache itself computes on every answer.
+# Never stored (reference cache_helpers.go:253-285), plus what must come from the current request (X-Request-ID
+# and CORS: a hit must not replay another request's) and what the cache itself computes on every answer.
 UNSTORED_HEADERS = {
     name.lower()
     for name in """
@@ -57,7 +57,7 @@ def seconds(directives: dict[str, str], name: str) -> int:
 
 
 def client_ttl(directives: dict[str, str]) -> int:
-    """The client's opt-in TTL: `public` with `s-maxage` (wins) or `max-age` > 0 (reference §7.2/7.3)."""
+    """The client's opt-in TTL: `public` with `s-maxage` (wins) or `max-age` > 0 (as the reference)."""
     if "public" not in directives:
         return 0
     return seconds(directives, "s-maxage") or seconds(directives, "max-age")
@@ -132,7 +132,7 @@ def ttl_suffix(directives: dict[str, str]) -> str:
 
 
 def vary_names(vary: str) -> list[str]:
-    """Canonical, sorted header names of a Vary value (reference §7.1)."""
+    """Canonical, sorted header names of a Vary value (as the reference's key uses them)."""
     return sorted(
         {"-".join(p.capitalize() for p in name.strip().split("-")) for name in vary.split(",") if name.strip()}
     )
@@ -175,7 +175,8 @@ def store_decision(
     stream_caching: bool,
     request_no_store: bool = False,
 ) -> StoreDecision:
-    """How long (if at all) to keep an upstream answer (reference §7.3 with improvement 3)."""
+    """How long (if at all) to keep an upstream answer (the reference's rules, except that
+    HTTP_CACHE_DEFAULT_TTL applies and a truncated stream is never kept)."""
     if not 200 <= status < 300:
         return StoreDecision(0, reason="status-not-cacheable")
     if request_no_store:

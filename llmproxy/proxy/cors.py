@@ -1,9 +1,10 @@
-"""CORS on /v1 as the reference does it (§3.9): a fixed preflight answer, and an echo of the request's
+"""CORS on /v1 as the reference does it: a fixed preflight answer, and an echo of the request's
 Origin (never `*`) on every other response, local errors included."""
 
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBase
 
 from . import errors
+from .providers import Provider
 
 EXPOSE_HEADERS = "X-Request-ID, X-Proxy-ID, X-LLM-Proxy-Remote-Duration, X-LLM-Proxy-Remote-Duration-Ms"
 PREFLIGHT_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
@@ -23,14 +24,14 @@ def preflight(origin: str, requested_headers: str) -> HttpResponse:
     return response
 
 
-def echo(response, origin: str) -> None:
+def echo(response: HttpResponseBase, origin: str) -> None:
     response["Access-Control-Allow-Origin"] = origin
     response["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
     vary = response.get("Vary")
     response["Vary"] = f"{vary}, Origin" if vary else "Origin"
 
 
-def check_origin(provider, origin: str) -> None:
+def check_origin(provider: Provider, origin: str) -> None:
     """The YAML's `required_headers: [origin]` and `allowed_origins` (exact, case-sensitive match)."""
     if not origin:
         if provider.origin_required:

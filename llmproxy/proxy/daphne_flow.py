@@ -1,4 +1,4 @@
-"""Flow control for response bodies under Daphne, the one place that reaches into Daphne's and Twisted's objects.
+"""Flow control for response bodies under Daphne (its and Twisted's internals are reached through llmproxy.compat).
 
 Daphne's `send` hands every body message to Twisted's transport at once and returns: it never waits for the
 client. A fast upstream relayed to a slower client would pile up in the web process (measured: peak RSS
@@ -11,6 +11,12 @@ tests/proxy/test_hostile_upstream.py fails loudly if an upgrade of either breaks
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
+
+from llmproxy import compat
+
+from .asgi_types import Message, Send
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ def _noop() -> None:
     return None
 
 
-def paced(send):
+def paced(send: Send) -> tuple[Send, Callable[[], None]]:
     """(send for body messages that waits while Daphne's socket buffer is full, release callable).
 
     The last body message releases by itself; call `release` when the body ends otherwise (errors)."""
@@ -49,17 +55,17 @@ def paced(send):
     except (RuntimeError, ValueError, AttributeError):  # another producer, or a connection already gone
         logger.debug("response flow control unavailable for this request", exc_info=True)
         return send, _noop
-    if getattr(channel, "_waitingForTransport", False):  # the buffer was already full before we registered
+    if compat.transport_waiting(channel):  # the buffer was already full before we registered
         producer.pauseProducing()
 
     def release() -> None:
         # Before the last message: Twisted finishing a request with a producer still registered logs an error.
-        if getattr(channel, "_requestProducer", None) is producer:
+        if compat.channel_producer(channel) is producer:
             channel.unregisterProducer()
         if getattr(request, "producer", None) is producer:
             request.producer = None
 
-    async def paced_send(message) -> None:
+    async def paced_send(message: Message) -> None:
         if not producer.ready.is_set():
             await producer.ready.wait()
         if not message.get("more_body", False):
@@ -69,12 +75,9 @@ def paced(send):
     return paced_send, release
 
 
-def _daphne_request(send):
-    """Daphne's `send` is partial(Server.handle_reply, protocol): the protocol is its request object."""
-    args = getattr(send, "args", ())
-    request = args[0] if args else None
-    if request is None or not type(request).__module__.startswith("daphne."):
-        return None
-    if getattr(request, "channel", None) is None:
+def _daphne_request(send: Send) -> Any | None:
+    """Daphne's protocol behind `send` is its request object (a twisted.web Request), if its channel is open."""
+    request = compat.daphne_protocol(send)
+    if request is None or getattr(request, "channel", None) is None:
         return None
     return request

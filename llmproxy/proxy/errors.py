@@ -1,4 +1,4 @@
-"""Local error answers of /v1, exactly as the reference's error catalogue (§3.6).
+"""Local error answers of /v1, exactly as the reference writes them (status, message and code).
 
 Bodies are JSON with the fields in the order error, description, code (empty ones left out), a trailing
 newline as Go's json.Encoder writes, and `Content-Type: application/json`.

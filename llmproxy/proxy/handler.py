@@ -1,4 +1,4 @@
-"""The lean Django ASGI handler that serves /v1 (contract 1).
+"""The lean Django ASGI handler that serves /v1, with no thread hop per request.
 
 It is Django's ASGIHandler with everything that costs a thread hop per request taken out:
 - middleware from settings.PROXY_MIDDLEWARE, which must be async-capable (refused otherwise, never adapted);
@@ -14,27 +14,32 @@ It is Django's ASGIHandler with everything that costs a thread hop per request t
 import asyncio
 import io
 import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
+from typing import cast
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import ResolverMatch, set_script_prefix, set_urlconf
 from django.utils.module_loading import import_string
 
+from llmproxy import compat
+
 from . import daphne_flow, errors
+from .asgi_types import ProxyRequest, Receive, Scope, Send
 from .errors import UpstreamInterrupted
 
 logger = logging.getLogger(__name__)
 
 
 class ProxyASGIHandler(ASGIHandler):
-    def load_middleware(self, is_async=True) -> None:
-        self._view_middleware = []
-        self._template_response_middleware = []
-        self._exception_middleware = []
-        handler = convert_exception_to_response(self._get_response_async)
+    chain: Callable[[HttpRequest], Awaitable[HttpResponseBase]]
+
+    def load_middleware(self, is_async: bool = True) -> None:
+        handler = convert_exception_to_response(compat.inner_get_response(self))
         for path in reversed(settings.PROXY_MIDDLEWARE):
             middleware = import_string(path)
             if not getattr(middleware, "async_capable", False):
@@ -46,12 +51,14 @@ class ProxyASGIHandler(ASGIHandler):
                     f"PROXY_MIDDLEWARE: {path} uses {'/'.join(hooks)} hooks, unsupported on /v1."
                 )
             handler = convert_exception_to_response(instance)
-        self._middleware_chain = handler
+        compat.install_middleware_chain(self, handler)
+        # what get_response_async calls (a coroutine function: every middleware in it is async-capable)
+        self.chain = cast(Callable[[HttpRequest], Awaitable[HttpResponseBase]], handler)
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.handle(scope, receive, send)
 
-    def resolve_request(self, request) -> ResolverMatch:
+    def resolve_request(self, request: HttpRequest) -> ResolverMatch:
         match = getattr(self, "_match", None)
         if match is None:
             from .views import proxy
@@ -60,8 +67,8 @@ class ProxyASGIHandler(ASGIHandler):
         request.resolver_match = match
         return match
 
-    async def handle(self, scope, receive, send) -> None:
-        body_error = None
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body_error: errors.ProxyError | None = None
         try:
             body = await self.aread_body(scope, receive)
         except RequestAborted:
@@ -73,15 +80,16 @@ class ProxyASGIHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
         request, error_response = self.create_request(scope, io.BytesIO(body))
         if request is None:
-            await self.send_response(error_response, send)
+            await self.send_response(cast(HttpResponseBase, error_response), send)  # Django's 400
             return
-        request.proxy_body_error = body_error
+        cast(ProxyRequest, request).proxy_body_error = body_error
         await self.aserve(request, receive, send)
 
-    async def aserve(self, request, receive, send) -> None:
+    async def aserve(self, request: HttpRequest, receive: Receive, send: Send) -> None:
         """Serve the request in this task while a watcher listens for the client leaving: then this task is
         cancelled, and with it the view and its upstream call (Django's two-task version, one task lighter)."""
         task = asyncio.current_task()
+        assert task is not None  # the server's task for this request
         left: list[bool] = []
 
         async def watch() -> None:
@@ -103,18 +111,19 @@ class ProxyASGIHandler(ASGIHandler):
         finally:
             watcher.cancel()
 
-    async def get_response_async(self, request):
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
         set_urlconf(settings.ROOT_URLCONF)
-        response = await self._middleware_chain(request)
-        response._resource_closers.append(request.close)
+        response: HttpResponseBase = await self.chain(request)
+        compat.resource_closers(response).append(request.close)
         return response
 
-    async def aread_body(self, scope, receive) -> bytes:
+    async def aread_body(self, scope: Scope, receive: Receive) -> bytes:
         """The whole request body, refusing more than MAX_REQUEST_SIZE before reading it when announced."""
         limit = settings.MAX_REQUEST_SIZE
         if content_length(scope) > limit:
             raise errors.request_too_large()
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -129,19 +138,21 @@ class ProxyASGIHandler(ASGIHandler):
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def send_response(self, response, send) -> None:
-        store = response.headers._store  # {lowercase name: (name, value)}, as ResponseHeaders keeps them
+    async def send_response(self, response: HttpResponseBase, send: Send) -> None:
+        store = compat.header_store(response.headers)
         headers = [(name.encode("latin1"), value.encode("latin1")) for name, value in store.values()]
         headers.extend(getattr(response, "proxy_raw_headers", ()))  # repeated upstream headers (Set-Cookie)
         for cookie in response.cookies.values():
             headers.append((b"Set-Cookie", cookie.output(header="").encode("ascii").strip()))
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         if not response.streaming:
-            await send({"type": "http.response.body", "body": response.content})
+            await send({"type": "http.response.body", "body": cast(HttpResponse, response).content})
             return
         body_send, release = daphne_flow.paced(send)  # Daphne's send never waits for a slow client
         try:
-            async with aclosing(aiter(response)) as content:
+            # StreamingHttpResponse.__aiter__ is an async generator (typed as a plain iterator)
+            body = cast(AsyncGenerator[bytes], aiter(cast(StreamingHttpResponse, response)))
+            async with aclosing(body) as content:
                 if "content-length" in store and "text/event-stream" not in store.get("content-type", ("", ""))[1]:
                     await self._send_fixed_length(content, body_send)
                     return
@@ -158,7 +169,7 @@ class ProxyASGIHandler(ASGIHandler):
         await send({"type": "http.response.body"})
 
     @staticmethod
-    async def _send_fixed_length(content, send) -> None:
+    async def _send_fixed_length(content: AsyncIterator[bytes], send: Send) -> None:
         """A body of known length: hold each chunk until the next arrives, so the last one ends the response
         (one ASGI message fewer; such bodies are complete answers, not streams, so nothing waits longer)."""
         pending = b""
@@ -169,7 +180,7 @@ class ProxyASGIHandler(ASGIHandler):
         await send({"type": "http.response.body", "body": pending})
 
 
-def content_length(scope) -> int:
+def content_length(scope: Scope) -> int:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
             try:
@@ -179,24 +190,23 @@ def content_length(scope) -> int:
     return 0
 
 
-def close_response(response) -> None:
+def close_response(response: HttpResponseBase) -> None:
     """HttpResponse.close() without the request_finished signal (whose receivers are for sync requests)."""
-    for closer in response._resource_closers:
+    closers = compat.resource_closers(response)
+    for closer in closers:
         try:
             closer()
         except Exception:
             logger.exception("closing the response failed")
-    response._resource_closers.clear()
+    closers.clear()
     response.closed = True
 
 
-def abort_daphne_connection(send) -> bool:
+def abort_daphne_connection(send: Send) -> bool:
     """Daphne has no way for an application to abort a started response, and an exception at that point
-    breaks its housekeeping loop; its `send` is partial(Server.handle_reply, protocol), so close the
-    protocol's transport directly. Returns False for other servers."""
-    protocol = getattr(send, "args", (None,))[0]
-    transport = getattr(protocol, "transport", None)
-    if transport is None or not type(protocol).__module__.startswith("daphne."):
+    breaks its housekeeping loop; so close the protocol's transport directly. Returns False for other servers."""
+    transport = getattr(compat.daphne_protocol(send), "transport", None)
+    if transport is None:
         return False
     transport.abortConnection()
     return True

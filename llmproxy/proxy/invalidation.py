@@ -1,135 +1,122 @@
-"""Cross-process invalidation of the proxy's in-process caches (tokens, project keys and status), contract 6.
+"""Cross-process invalidation of the proxy's in-process caches (tokens, project keys and status): a change
+committed by any process reaches every web process within a second.
 
 Services call `token_changed` / `project_changed` after a change commits. This process's caches are
 cleared at once; with Redis configured (settings.REDIS_CONFIGURED) the change is also published on a
-pub/sub channel that a listener task in every web process follows, so all of them clear within a second.
-Redis being down never breaks serving: publishing failures are logged, and while a process's listener is
-disconnected its cache entries are trusted for one second only (see auth.py), then fully cleared on
-reconnect since messages may have been missed.
+pub/sub channel that the `InvalidationListener` of every web process follows, so all of them clear within
+a second. Redis being down never breaks serving: publishing failures are logged, and while a process's
+listener is disconnected its cache entries are trusted for one second only (auth.Freshness), then fully
+cleared on reconnect since messages may have been missed.
 """
 
 import asyncio
 import json
 import logging
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from llmproxy import lifecycle
+from llmproxy.lifecycle import acancel
 
 from . import state
+from .auth import Freshness, ProjectKeyCache, TokenCache
 
 logger = logging.getLogger(__name__)
 CHANNEL = "llm-proxy:invalidate"
 
-_connected = False  # this process's listener is subscribed
-_publisher: tuple[str, redis.Redis] | None = None
-_task: asyncio.Task | None = None
-
 
 def token_changed(token_hash: str) -> None:
-    """A token was revoked, reactivated or had its limits changed."""
-    from . import auth
-
-    auth.forget_token(token_hash)
-    _publish({"token": token_hash})
+    """A token was revoked, reactivated or had its limits changed (called by services after commit)."""
+    state.runtime().invalidation.token_changed(token_hash)
 
 
 def project_changed(project_id: str) -> None:
-    """A project was (de)activated or its upstream key changed."""
-    from . import auth
-
-    auth.forget_project(str(project_id))
-    _publish({"project": str(project_id)})
+    """A project was (de)activated or its upstream key changed (called by services after commit)."""
+    state.runtime().invalidation.project_changed(str(project_id))
 
 
-def is_trusted() -> bool:
-    """Whether cached entries can live their full TTL: no other process to hear from, or listening to them."""
-    return _connected or not settings.REDIS_CONFIGURED
+class InvalidationListener:
+    """Clears this process's caches on a change, publishes it, and follows other processes' changes."""
 
+    def __init__(self, tokens: TokenCache, projects: ProjectKeyCache, freshness: Freshness) -> None:
+        self._tokens = tokens
+        self._projects = projects
+        self._freshness = freshness
+        self._publisher: tuple[str, redis.Redis] | None = None
+        self._task: asyncio.Task[None] | None = None
 
-def _publish(message: dict) -> None:
-    global _publisher
-    if not settings.REDIS_CONFIGURED:
-        return
-    try:
-        if _publisher is None or _publisher[0] != settings.REDIS_URL:
-            client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-            _publisher = (settings.REDIS_URL, client)
-        _publisher[1].publish(CHANNEL, json.dumps(message))
-    except redis.RedisError as exc:
-        logger.warning("cache invalidation not published (other web processes catch up within 1 s): %s", exc)
+    def token_changed(self, token_hash: str) -> None:
+        self._tokens.forget(token_hash)
+        self.publish({"token": token_hash})
 
+    def project_changed(self, project_id: str) -> None:
+        self._projects.forget(project_id)
+        self.publish({"project": project_id})
 
-def _apply(raw: bytes) -> None:
-    from . import auth
+    def is_trusted(self) -> bool:
+        return self._freshness.trusted()
 
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return
-    if "token" in message:
-        auth.forget_token(message["token"])
-    if "project" in message:
-        auth.forget_project(message["project"])
-
-
-async def _listen() -> None:
-    global _connected
-    from . import auth
-
-    delay = 0.2
-    while True:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, health_check_interval=5)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
+    def publish(self, message: dict[str, str]) -> None:
+        if not settings.REDIS_CONFIGURED:
+            return
         try:
-            await pubsub.subscribe(CHANNEL)
-            auth.forget_all()  # anything published while we were not listening is lost
-            _connected, delay = True, 0.2
-            while True:
-                message = await pubsub.get_message(timeout=1.0)
-                if message is not None and message["type"] == "message":
-                    _apply(message["data"])
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if _connected:
-                logger.warning("cache invalidation listener lost Redis (%s); retrying", exc)
-            _connected = False
-        finally:
-            _connected = False
-            await _close(pubsub, client)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 5.0)
+            if self._publisher is None or self._publisher[0] != settings.REDIS_URL:
+                client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+                self._publisher = (settings.REDIS_URL, client)
+            self._publisher[1].publish(CHANNEL, json.dumps(message))
+        except redis.RedisError as exc:
+            logger.warning("cache invalidation not published (other web processes catch up within 1 s): %s", exc)
+
+    async def astart(self) -> None:
+        if settings.REDIS_CONFIGURED:
+            self._task = asyncio.get_running_loop().create_task(self._listen())
+
+    async def astop(self) -> None:
+        task, self._task = self._task, None
+        await acancel(task)
+
+    def _apply(self, raw: bytes) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return
+        if "token" in message:
+            self._tokens.forget(message["token"])
+        if "project" in message:
+            self._projects.forget(message["project"])
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        while True:
+            client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, health_check_interval=5)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(CHANNEL)
+                self._tokens.clear()  # anything published while we were not listening is lost
+                self._projects.clear()
+                self._freshness.listening, delay = True, 0.2
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        self._apply(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._freshness.listening:
+                    logger.warning("cache invalidation listener lost Redis (%s); retrying", exc)
+                self._freshness.listening = False
+            finally:
+                self._freshness.listening = False
+                await _close(pubsub, client)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
-async def _close(pubsub, client) -> None:
+async def _close(pubsub: Any, client: Any) -> None:
     try:
         await pubsub.aclose()
         await client.aclose()
     except Exception:
         pass
-
-
-async def astart() -> None:
-    global _task
-    if settings.REDIS_CONFIGURED:
-        _task = asyncio.get_running_loop().create_task(_listen())
-
-
-async def astop() -> None:
-    global _task
-    task, _task = _task, None
-    await lifecycle.acancel(task)
-
-
-def register() -> None:
-    lifecycle.on_startup(astart)
-    lifecycle.on_shutdown(astop)
-
-
-@state.on_reset
-def _reset() -> None:
-    global _publisher
-    _publisher = None

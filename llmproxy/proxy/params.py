@@ -1,4 +1,4 @@
-"""The parameter whitelist: top-level JSON fields whose values must match a glob (reference §3.10).
+"""The parameter whitelist: top-level JSON fields whose values must match a glob (as the reference's param_whitelist).
 
 Patterns follow Go's `path.Match`: `*` is any run of characters except `/`, `?` one character except `/`,
 `[...]` a class (`[^...]` negated, ranges `a-z`), `\\` escapes. Values are compared as Go's `%v` prints
@@ -7,6 +7,7 @@ them (`1`, `true`, `[a b]`), because that is what the reference matches against.
 
 import json
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -21,20 +22,20 @@ class BadPattern(ValueError):
 @dataclass(frozen=True)
 class Whitelist:
     patterns: tuple[str, ...]
-    _regex: re.Pattern = field(init=False, repr=False, compare=False)
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         regex = "|".join(f"(?:{translate(p)})" for p in self.patterns) or "(?!)"
         object.__setattr__(self, "_regex", re.compile(regex, re.DOTALL))
 
-    def allows(self, value) -> bool:
+    def allows(self, value: object) -> bool:
         return self._regex.fullmatch(go_format(value)) is not None
 
     def describe(self) -> str:
         return "[" + " ".join(self.patterns) + "]"
 
 
-def check_request(body: bytes, meta: dict, whitelist: dict) -> None:
+def check_request(body: bytes, meta: Mapping[str, str], whitelist: Mapping[str, Whitelist]) -> None:
     """Raise a 400 when a whitelisted parameter of a POST body is not allowed, or when the body cannot be read.
 
     Whatever the Content-Type says, a body is read as JSON unless it is multipart/form-data (whose field
@@ -63,7 +64,7 @@ def check_request(body: bytes, meta: dict, whitelist: dict) -> None:
         raise errors.param_not_allowed(problem)
 
 
-def check_body(body: bytes, whitelist: dict) -> str | None:
+def check_body(body: bytes, whitelist: Mapping[str, Whitelist]) -> str | None:
     """None when every whitelisted field present in the JSON body matches; else the reference's error text."""
     # Cheap pre-check: no whitelisted key, even \u-escaped or in a UTF-16/32 body (which JSON parsers
     # recognise by the NULs or the byte order mark at its start), can be present: skip parsing.
@@ -73,7 +74,7 @@ def check_body(body: bytes, whitelist: dict) -> str | None:
     return check_json(body, whitelist)
 
 
-def check_json(body: bytes, whitelist: dict) -> str | None:
+def check_json(body: bytes, whitelist: Mapping[str, Whitelist]) -> str | None:
     """Like check_body, parsing always; UnreadableBody when the body is not JSON."""
     # A key given twice (or once plainly and once \u-escaped): parsers keep the first or the last, so every
     # occurrence must be allowed. Objects are then parsed as tuples of pairs (`tuple` as the hook costs
@@ -88,7 +89,7 @@ def check_json(body: bytes, whitelist: dict) -> str | None:
     return check_fields(payload.items(), whitelist) if isinstance(payload, dict) else None
 
 
-def check_fields(fields, whitelist: dict) -> str | None:
+def check_fields(fields: Iterable[tuple[str, object]], whitelist: Mapping[str, Whitelist]) -> str | None:
     """The reference's error text for the first (name, value) whose name is whitelisted and value is not allowed."""
     for name, value in fields:
         allowed = whitelist.get(name)
@@ -98,7 +99,7 @@ def check_fields(fields, whitelist: dict) -> str | None:
     return None
 
 
-def _as_dicts(value):
+def _as_dicts(value: object) -> object:
     """A value parsed with tuples for objects, with dicts again (the last of repeated keys, as json.loads)."""
     if isinstance(value, tuple):
         return {name: _as_dicts(item) for name, item in value}
@@ -163,7 +164,7 @@ def _class_char(pattern: str, i: int) -> tuple[str, int]:
     return pattern[i], i + 1
 
 
-def go_format(value) -> str:
+def go_format(value: object) -> str:
     """`fmt.Sprintf("%v", v)` of a value decoded by Go's encoding/json (numbers are float64)."""
     if isinstance(value, str):
         return value

@@ -8,13 +8,14 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from . import params, state
+from . import params
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,9 @@ class Provider:
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = 100
     max_connections_per_host: int = 20
-    param_whitelist: dict = field(default_factory=dict, hash=False, compare=False)  # name -> params.Whitelist
+    param_whitelist: dict[str, params.Whitelist] = field(
+        default_factory=dict, hash=False, compare=False
+    )  # name -> params.Whitelist
     allowed_origins: frozenset[str] = frozenset()
     origin_required: bool = False
 
@@ -64,22 +67,23 @@ class Provider:
         return any(path.startswith(prefix) for prefix in self.allowed_endpoints)
 
 
-_current: tuple[tuple, Provider] | None = None
-
-
-def get_provider() -> Provider:
+class ProviderConfig:
     """The provider this process serves, loaded once per configuration (tests change settings)."""
-    global _current
-    key = (settings.API_CONFIG_PATH, settings.DEFAULT_API_PROVIDER, settings.OPENAI_API_URL)
-    if _current is None or _current[0] != key:
-        _current = (key, load_provider(*key))
-    return _current[1]
 
+    def __init__(self) -> None:
+        self._current: tuple[tuple[str, str, str], Provider] | None = None
 
-@state.on_reset
-def _reset() -> None:
-    global _current
-    _current = None
+    def current(self) -> Provider:
+        key = (settings.API_CONFIG_PATH, settings.DEFAULT_API_PROVIDER, settings.OPENAI_API_URL)
+        current = self._current
+        if current is None or current[0] != key:
+            current = self._current = (key, load_provider(*key))
+        return current[1]
+
+    def reload(self) -> Provider:
+        """Read API_CONFIG_PATH again (its content changed)."""
+        self._current = None
+        return self.current()
 
 
 def load_provider(path: str, wanted: str, fallback_url: str) -> Provider:
@@ -102,7 +106,7 @@ def load_provider(path: str, wanted: str, fallback_url: str) -> Provider:
         raise ProviderConfigError(f"API_CONFIG_PATH {path}: {exc}") from None
 
 
-def _parse(document, wanted: str) -> Provider:
+def _parse(document: object, wanted: str) -> Provider:
     if not isinstance(document, dict):
         raise ProviderConfigError("the file must be a mapping with `default_api` and `apis`")
     apis = document.get("apis")
@@ -113,14 +117,14 @@ def _parse(document, wanted: str) -> Provider:
         raise ProviderConfigError(
             f"default_api {default!r} is not one of the providers under `apis` ({', '.join(apis)})"
         )
-    providers = {name: _parse_provider(str(name), spec) for name, spec in apis.items()}
+    providers: dict[Any, Provider] = {name: _parse_provider(str(name), spec) for name, spec in apis.items()}
     if wanted not in providers:
         logger.warning("DEFAULT_API_PROVIDER=%r is not in the provider config: serving default_api %r", wanted, default)
-        wanted = default
+        return providers[default]
     return providers[wanted]
 
 
-def _parse_provider(name: str, spec) -> Provider:
+def _parse_provider(name: str, spec: object) -> Provider:
     where = f"apis.{name}"
     if not isinstance(spec, dict):
         raise ProviderConfigError(f"{where} must be a mapping")
@@ -152,7 +156,7 @@ def _parse_provider(name: str, spec) -> Provider:
     )
 
 
-def _timeouts(raw: dict, where: str) -> Timeouts:
+def _timeouts(raw: dict[str, Any], where: str) -> Timeouts:
     default = Timeouts()
     return Timeouts(
         request=go_duration(raw.get("request"), f"{where}.request", default.request),
@@ -162,7 +166,7 @@ def _timeouts(raw: dict, where: str) -> Timeouts:
     )
 
 
-def _whitelist(raw, where: str) -> dict:
+def _whitelist(raw: object, where: str) -> dict[str, params.Whitelist]:
     result = {}
     for param, patterns in _mapping(raw, where).items():
         try:
@@ -172,7 +176,7 @@ def _whitelist(raw, where: str) -> dict:
     return result
 
 
-def go_duration(raw, where: str, default: float) -> float:
+def go_duration(raw: object, where: str, default: float) -> float:
     """Seconds from a Go duration such as `30s`, `1m30s`, `250ms` (or a bare number of seconds)."""
     if raw is None or raw == "":
         return default
@@ -192,7 +196,7 @@ def _base_url(raw: str, where: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _strings(raw, where: str) -> list[str]:
+def _strings(raw: object, where: str) -> list[str]:
     if raw is None:
         return []
     if not isinstance(raw, list) or not all(isinstance(item, str | int | float) for item in raw):
@@ -200,7 +204,7 @@ def _strings(raw, where: str) -> list[str]:
     return [str(item) for item in raw]
 
 
-def _mapping(raw, where: str) -> dict:
+def _mapping(raw: object, where: str) -> dict[str, Any]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -208,7 +212,7 @@ def _mapping(raw, where: str) -> dict:
     return raw
 
 
-def _positive_int(raw, where: str) -> int:
+def _positive_int(raw: object, where: str) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
         raise ProviderConfigError(f"{where}={raw!r} must be a positive integer")
     return raw

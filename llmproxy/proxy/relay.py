@@ -1,4 +1,4 @@
-"""Header rules and the body pass-through between client and upstream (reference §3.3, §3.4).
+"""Header rules and the body pass-through between client and upstream (as the reference forwards them).
 
 The upstream body is relayed chunk by chunk as it arrives: no buffering, no re-encoding (bytes stay as
 the upstream compressed them), so SSE reaches the client event by event.
@@ -6,12 +6,17 @@ the upstream compressed them), so SSE reaches the client event by event.
 
 import asyncio
 import time
+from collections.abc import AsyncIterator, Iterable
 
 import aiohttp
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from llmproxy import compat
+
+from .asgi_types import Scope
 from .errors import UpstreamInterrupted
+from .timefmt import rfc3339_nano
 
 # RFC 9110 §7.6.1 plus the usual extras; never forwarded in either direction.
 HOP_BY_HOP = frozenset(
@@ -50,14 +55,23 @@ NOT_FORWARDED = HOP_BY_HOP | {
 EVENT_STREAM = "text/event-stream"
 
 
-def upstream_url(base_url: str, scope: dict) -> str:
+class RelayedResponse(StreamingHttpResponse):
+    """An upstream answer on its way to the client."""
+
+    # Repeated upstream headers that cannot be joined with commas (Set-Cookie): the lean handler sends each.
+    proxy_raw_headers: list[tuple[bytes, bytes]] = []  # never appended to: replaced per response
+
+
+def upstream_url(base_url: str, scope: Scope) -> str:
     """base_url's scheme and host with the client's path and query exactly as sent."""
-    path = scope.get("raw_path") or scope["path"].encode()
-    query = scope.get("query_string", b"")
+    path: bytes = scope.get("raw_path") or scope["path"].encode()
+    query: bytes = scope.get("query_string", b"")
     return base_url + (path + b"?" + query if query else path).decode("latin1")
 
 
-def upstream_headers(scope: dict, *, key: str, project_id: str, request_id: str, start_ns: int) -> list:
+def upstream_headers(
+    scope: Scope, *, key: str, project_id: str, request_id: str, start_ns: int
+) -> list[tuple[str, str]]:
     listed = _connection_tokens(scope["headers"])
     headers, has_accept = [], False
     for name, value in scope["headers"]:
@@ -81,13 +95,15 @@ def upstream_headers(scope: dict, *, key: str, project_id: str, request_id: str,
     return headers
 
 
-def client_response(upstream, *, request_id: str, received_ns: int, start_ns: int, deadline: float | None):
+def client_response(
+    upstream: aiohttp.ClientResponse, *, request_id: str, received_ns: int, start_ns: int, deadline: float | None
+) -> "RelayedResponse":
     """The client's response: upstream status, headers (hop-by-hop removed) and body, plus the proxy's headers."""
-    response = StreamingHttpResponse(relay(upstream, deadline), status=upstream.status)
+    response = RelayedResponse(relay(upstream, deadline), status=upstream.status)
     # Headers go straight into Django's header store ({lowercase name: (name, value)}): these values come
     # from the upstream's parsed header lines or from us, so ResponseHeaders' per-item validation is moot,
     # and at ~15 headers per response it is a measurable share of the proxy's own time.
-    store = response.headers._store
+    store = compat.header_store(response.headers)
     store.clear()  # Django's default Content-Type: the upstream's own, if any, is copied instead
     _copy_headers(upstream.raw_headers, store, response)
     stop_ns = time.time_ns()
@@ -105,7 +121,7 @@ def client_response(upstream, *, request_id: str, received_ns: int, start_ns: in
     return response
 
 
-async def relay(upstream, deadline: float | None):
+async def relay(upstream: aiohttp.ClientResponse, deadline: float | None) -> AsyncIterator[bytes]:
     """Yield the upstream body as it arrives. `deadline` (loop time) bounds non-streaming requests only;
     between chunks the session's idle read timeout applies. A client that goes away closes the upstream
     connection (the generator is closed); a broken upstream aborts the client's connection."""
@@ -137,21 +153,9 @@ async def relay(upstream, deadline: float | None):
             upstream.close()  # drop the connection: the upstream sees the client went away
 
 
-_second: tuple[int, str] = (-1, "")
-
-
-def rfc3339_nano(ns: int) -> str:
-    """Go's time.RFC3339Nano in UTC: fractional seconds without trailing zeros."""
-    global _second
-    seconds, fraction = divmod(ns, 1_000_000_000)
-    if _second[0] != seconds:
-        _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    if not fraction:
-        return _second[1] + "Z"
-    return f"{_second[1]}.{fraction:09d}".rstrip("0") + "Z"
-
-
-def _copy_headers(raw_headers, store: dict, response) -> None:
+def _copy_headers(
+    raw_headers: Iterable[tuple[bytes, bytes]], store: compat.HeaderStore, response: "RelayedResponse"
+) -> None:
     connection = None
     for raw_name, raw_value in raw_headers:
         name = raw_name.decode("latin1")
@@ -163,7 +167,7 @@ def _copy_headers(raw_headers, store: dict, response) -> None:
         value = raw_value.decode("latin1")
         if key in store:
             if key == "set-cookie":  # cookies cannot be joined with commas: the lean handler sends these apart
-                response.proxy_raw_headers = [*getattr(response, "proxy_raw_headers", []), (raw_name, raw_value)]
+                response.proxy_raw_headers = [*response.proxy_raw_headers, (raw_name, raw_value)]
                 continue
             value = f"{store[key][1]}, {value}"
         store[key] = (name, value)
@@ -172,7 +176,7 @@ def _copy_headers(raw_headers, store: dict, response) -> None:
             store.pop(token.strip().lower(), None)
 
 
-def _connection_tokens(headers) -> frozenset:
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Header names listed in Connection, which are hop-by-hop for this connection only."""
     tokens = [v for n, v in headers if n.lower() == b"connection"]
     if not tokens:

@@ -9,8 +9,9 @@ import email.parser
 import email.policy
 import email.utils
 import zlib
+from collections.abc import Container
 
-import brotli
+import brotli  # type: ignore[import-untyped]  # the Brotli package ships no type information
 
 
 class UnreadableBody(ValueError):
@@ -68,7 +69,7 @@ def _unbrotli(body: bytes, limit: int) -> tuple[bytes, bool, bytes]:
     return out, decompressor.is_finished(), b""
 
 
-def form_fields(body: bytes, content_type: str, wanted) -> list[tuple[str, str]]:
+def form_fields(body: bytes, content_type: str, wanted: Container[str]) -> list[tuple[str, str]]:
     """(name, value) of every part of a multipart/form-data body, in order; values (UTF-8) only for `wanted`
     names, "" for the others (a file upload is not copied or decoded).
 
@@ -129,7 +130,7 @@ def _header_param(head: str, param: str | None, header: str) -> str | None:
     if param is None:
         value = message.get(header)
         return None if value is None else str(value).strip()
-    value = message.get_param(param, header=header)
-    if isinstance(value, tuple):  # RFC 2231 (name*=utf-8''...)
-        value = email.utils.collapse_rfc2231_value(value)
-    return value if isinstance(value, str) else None
+    raw = message.get_param(param, header=header)
+    if isinstance(raw, tuple):  # RFC 2231 (name*=utf-8''...)
+        return email.utils.collapse_rfc2231_value(raw)
+    return raw if isinstance(raw, str) else None

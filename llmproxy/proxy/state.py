@@ -1,16 +1,30 @@
-"""Per-process proxy state that tests reset between servers. Modules register a reset callable here."""
+"""Where the process's ProxyRuntime lives: the one owner of the proxy's per-process state.
 
-from collections.abc import Callable
+`ProxyConfig.ready()` installs a `ProxyRuntime` (runtime.py) here when Django starts, in every process (a
+management command's token revocation uses its invalidation channel too); the ASGI application starts it.
+Tests install a fresh one per server. This module imports nothing of the proxy, so that any module can read
+the runtime without an import cycle.
+"""
 
-_resetters: list[Callable[[], None]] = []
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runtime import ProxyRuntime
+
+_runtime: "ProxyRuntime | None" = None
 
 
-def on_reset(fn: Callable[[], None]) -> Callable[[], None]:
-    if fn not in _resetters:
-        _resetters.append(fn)
-    return fn
+def runtime() -> "ProxyRuntime":
+    """The process's runtime (installed by ProxyConfig.ready())."""
+    current = _runtime
+    if current is None:
+        raise RuntimeError("no ProxyRuntime installed: Django is not set up (django.setup() installs it)")
+    return current
 
 
-def reset() -> None:
-    for fn in list(_resetters):
-        fn()
+def install(new: "ProxyRuntime") -> "ProxyRuntime":
+    """Make `new` the process's runtime and return the one it replaces (not stopped: its owner stops it)."""
+    global _runtime
+    old = _runtime
+    _runtime = new
+    return old if old is not None else new

@@ -1,4 +1,4 @@
-"""The /v1 view: the reference's pipeline (§3.1) in its order, then the upstream call.
+"""The /v1 view: the reference's request pipeline, in its order, then the upstream call.
 
 OPTIONS preflight -> method (405) -> endpoint (404) -> parameter whitelist (400) -> origin (400/403) ->
 token (401/429) -> project active (403) -> circuit breaker (503) -> cache -> count -> upstream key (503) ->
@@ -11,12 +11,16 @@ import logging
 import time
 import uuid
 
+import aiohttp
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from instrumentation import metrics
 
-from . import auth, breaker, cache, cors, errors, params, providers, relay, upstream
+from . import auth, cache, cors, errors, params, relay, state, upstream
+from .asgi_types import ProxyRequest
+from .providers import Provider
+from .runtime import ProxyRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +28,10 @@ logger = logging.getLogger(__name__)
 REFUSED_STATUSES = frozenset({400, 401, 403, 404, 405, 413})
 
 
-async def proxy(request, path: str = ""):
+async def proxy(request: ProxyRequest, path: str = "") -> HttpResponseBase:
     request.proxy_request_id = request_id = str(uuid.uuid4())
     received_ns, started = time.time_ns(), time.perf_counter()
+    response: HttpResponseBase
     try:
         response = await _pipeline(request, request_id, received_ns, started)
     except errors.ProxyError as exc:
@@ -43,7 +48,7 @@ async def proxy(request, path: str = ""):
     return response
 
 
-def _error_response(request, exc: errors.ProxyError) -> HttpResponse:
+def _error_response(request: ProxyRequest, exc: errors.ProxyError) -> HttpResponse:
     if exc.status in (502, 504):  # the upstream failed to answer
         metrics.count("errors")
     elif exc.status in REFUSED_STATUSES and not getattr(request, "proxy_token_id", ""):
@@ -59,11 +64,12 @@ def refusal_reason(error: str) -> str:
     return "_".join("".join(c if c.isalnum() else " " for c in error.lower()).split())[:64] or "refused"
 
 
-async def _pipeline(request, request_id: str, received_ns: int, started: float):
+async def _pipeline(request: ProxyRequest, request_id: str, received_ns: int, started: float) -> HttpResponseBase:
     body_error = getattr(request, "proxy_body_error", None)
     if body_error is not None:  # the lean handler stopped reading a body over MAX_REQUEST_SIZE
         raise body_error
-    provider = providers.get_provider()
+    runtime = state.runtime()
+    provider = runtime.providers.current()
     meta = request.META
     if request.method == "OPTIONS":
         return cors.preflight(meta.get("HTTP_ORIGIN", ""), meta.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", ""))
@@ -76,22 +82,31 @@ async def _pipeline(request, request_id: str, received_ns: int, started: float):
         params.check_request(body, meta, provider.param_whitelist)  # 400 param_not_allowed / invalid_request_body
     cors.check_origin(provider, meta.get("HTTP_ORIGIN", ""))
 
-    token = await auth.avalidate_token(meta.get("HTTP_AUTHORIZATION", ""))
+    token = await runtime.tokens.avalidate(meta.get("HTTP_AUTHORIZATION", ""))
     request.proxy_token_id, request.proxy_project_id = token.token_id, token.project_id
-    project = await auth.aproject_guard(token, request)
-    if breaker.is_open(token.project_id):
+    project = await runtime.projects.aguard(token, request)
+    if runtime.breaker.is_open(token.project_id):
         request.proxy_skip_event = True  # the reference's breaker sits outside event capture
         raise errors.circuit_open()
     # cache: lookup
     cached = await cache.alookup(request, project_id=token.project_id, token_id=token.token_id, body=body)
     if cached.response is not None:
         return cached.response  # a hit: no quota, no upstream key, no event
-    await auth.acount_request(token)
+    await runtime.tokens.acount(token)
     key = auth.upstream_key(project)
-    return await _forward(request, provider, key, token.project_id, request_id, received_ns, started)
+    return await _forward(runtime, request, provider, key, token.project_id, request_id, received_ns, started)
 
 
-async def _forward(request, provider, key: str, project_id: str, request_id: str, received_ns: int, started: float):
+async def _forward(
+    runtime: ProxyRuntime,
+    request: ProxyRequest,
+    provider: Provider,
+    key: str,
+    project_id: str,
+    request_id: str,
+    received_ns: int,
+    started: float,
+) -> StreamingHttpResponse:
     loop = asyncio.get_running_loop()
     now = loop.time()
     deadline = None if is_streaming(request.body) else now + min(settings.REQUEST_TIMEOUT, provider.timeouts.request)
@@ -106,7 +121,7 @@ async def _forward(request, provider, key: str, project_id: str, request_id: str
     )
     url = relay.upstream_url(provider.base_url, request.scope)
     sent = time.perf_counter()
-    upstream_response = await _asend(provider, request, url, headers, headers_by, project_id)
+    upstream_response = await _asend(runtime, provider, request, url, headers, headers_by, project_id)
     arrived = time.perf_counter()
     metrics.observe("upstream_ttfb_seconds", arrived - sent)
     if upstream_response.status >= 400:
@@ -120,14 +135,26 @@ async def _forward(request, provider, key: str, project_id: str, request_id: str
     return response
 
 
-async def _asend(provider, request, url: str, headers, headers_by: float, project_id: str):
+async def _asend(
+    runtime: ProxyRuntime,
+    provider: Provider,
+    request: ProxyRequest,
+    url: str,
+    headers: list[tuple[str, str]],
+    headers_by: float,
+    project_id: str,
+) -> aiohttp.ClientResponse:
     """The upstream call, its outcome recorded by the project's circuit breaker."""
+    breaker = runtime.breaker
     try:
-        upstream_response = await upstream.asend(provider, request.method, url, headers, request.body, headers_by)
+        upstream_response = await upstream.asend(
+            runtime.upstream, provider, request.method, url, headers, request.body, headers_by
+        )
     except asyncio.CancelledError:
         # The client went away before the answer started: the upstream call is cancelled (its connection
         # closed) and, like the reference, the request ends as 408 so that its event is still published.
-        asyncio.current_task().uncancel()
+        if (task := asyncio.current_task()) is not None:
+            task.uncancel()
         raise errors.canceled() from None
     except errors.ProxyError as exc:
         if exc.status == 502:  # unreachable, refused or reset; a 504 timeout only says the upstream is slow

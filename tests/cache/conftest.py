@@ -5,7 +5,8 @@ import uuid
 import pytest
 import redis
 
-from llmproxy.proxy import cache_backends
+from llmproxy.proxy import state
+from llmproxy.proxy.cache_backends import BackendHolder
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -20,6 +21,11 @@ def delete_prefixed(prefix: str) -> None:
         client.close()
 
 
+def fresh_backend() -> None:
+    """A new backend holder in the process's runtime: the next lookup makes a backend from the settings."""
+    state.runtime().cache = BackendHolder()
+
+
 @pytest.fixture(params=["in-memory", "redis"])
 def cache_backend_name(request, settings):
     """Runs the test once per backend, with the process's backend configured accordingly."""
@@ -28,9 +34,9 @@ def cache_backend_name(request, settings):
     settings.HTTP_CACHE_BACKEND = request.param
     settings.REDIS_CACHE_URL = REDIS_URL
     settings.REDIS_CACHE_KEY_PREFIX = prefix
-    cache_backends.reset_for_tests()
+    fresh_backend()
     yield request.param
-    cache_backends.reset_for_tests()
+    fresh_backend()
     if request.param == "redis":
         delete_prefixed(prefix)
 
@@ -40,14 +46,14 @@ def memory_cache(settings):
     """The in-memory backend only, for behaviour that does not depend on the backend."""
     settings.HTTP_CACHE_ENABLED = True
     settings.HTTP_CACHE_BACKEND = "in-memory"
-    cache_backends.reset_for_tests()
+    fresh_backend()
     yield
-    cache_backends.reset_for_tests()
+    fresh_backend()
 
 
 @pytest.fixture
 def cache_backend(cache_backend_name):
-    return cache_backends.get_backend()
+    return state.runtime().cache.get()
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 
 from instrumentation.bus import get_bus
-from llmproxy.proxy import usage
-from llmproxy.proxy.cache_backends import get_backend, scoped_key
+from llmproxy.proxy.cache_backends import scoped_key
+from llmproxy.proxy.state import runtime
 from projects.services import project_create
 from tests.conftest import MANAGEMENT_TOKEN
 from tests.support.fake_upstream import MODELS
@@ -186,7 +186,7 @@ def test_streams_are_cached_only_with_stream_caching(proxy_server, token_pair, s
 
 
 def entry(proxy_server, project_id, key: str):
-    return proxy_server.live.run_in_loop(get_backend().aget(scoped_key(str(project_id), key)))
+    return proxy_server.live.run_in_loop(runtime().cache.get().aget(scoped_key(str(project_id), key)))
 
 
 def purge(http, body: dict):
@@ -223,7 +223,7 @@ def test_hits_use_no_quota_and_are_counted_as_cache_hits(proxy_server, http, pro
     statuses = [http.get("/v1/models", headers=headers).headers["X-PROXY-CACHE"] for _ in range(4)]
     assert statuses == ["stored", "hit", "hit", "hit"]
     assert http.get("/v1/models?fresh=1", headers=headers).status_code == 200  # the second counted request
-    proxy_server.live.run_in_loop(usage.aflush())
+    proxy_server.live.run_in_loop(runtime().usage.aflush())
     wait_until(  # a batch the background flush took just before may still be in flight
         lambda: Token.objects.get(id=token.id).cache_hit_count >= 3, interval=0.05, message="3 cache hits counted"
     )

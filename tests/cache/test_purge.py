@@ -8,8 +8,9 @@ from asgiref.sync import async_to_sync
 from django.core.management import CommandError, call_command
 
 from audit.models import AuditEvent
-from llmproxy.proxy.cache_backends import CachedResponse, get_backend, scoped_key
+from llmproxy.proxy.cache_backends import CachedResponse, scoped_key
 from llmproxy.proxy.cache_purge import purge_key
+from llmproxy.proxy.state import runtime
 from tests.conftest import MANAGEMENT_TOKEN
 
 P1, P2 = "3f1c2a4e-0000-4000-8000-000000000001", "3f1c2a4e-0000-4000-8000-000000000002"
@@ -18,11 +19,11 @@ MODELS_KEY = purge_key("GET", "/v1/models")
 
 def put(project: str, key: str) -> None:
     entry = CachedResponse(status_code=200, headers={"Content-Type": ["application/json"]}, body=b"{}")
-    async_to_sync(get_backend().aset)(scoped_key(project, key), entry, 60)
+    async_to_sync(runtime().cache.get().aset)(scoped_key(project, key), entry, 60)
 
 
 def present(project: str, key: str) -> bool:
-    return async_to_sync(get_backend().aget)(scoped_key(project, key)) is not None
+    return async_to_sync(runtime().cache.get().aget)(scoped_key(project, key)) is not None
 
 
 def purge(client, body, **kwargs):

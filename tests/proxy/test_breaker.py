@@ -6,7 +6,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from llmproxy.proxy import breaker
+from llmproxy.proxy.breaker import MAX_TRACKED, Breaker
+from llmproxy.proxy.state import runtime
 from projects.services import project_create
 from tokens.services import token_create
 
@@ -86,7 +87,7 @@ def test_local_transport_errors_count_and_any_other_upstream_status_resets(break
     assert [http.get("/v1/models", headers=auth).status_code for _ in range(2)] == [502, 502]
     proxy_server.configure()
     assert http.get("/v1/models", headers=auth).status_code == 200
-    assert breaker.tracked() == 0  # a project whose last answer was good is not remembered
+    assert runtime().breaker.tracked() == 0  # a project whose last answer was good is not remembered
 
 
 def test_slow_answers_that_time_out_never_open_the_breaker(breaker_settings, http, auth, proxy_server):
@@ -94,7 +95,7 @@ def test_slow_answers_that_time_out_never_open_the_breaker(breaker_settings, htt
     proxy_server.upstream.reply("/v1/slow", method="GET", json_body={"ok": True}, delay=0.5)
     statuses = [http.get("/v1/slow", headers=auth).status_code for _ in range(5)]
     assert statuses == [504] * 5
-    assert breaker.tracked() == 0
+    assert runtime().breaker.tracked() == 0
     assert http.get("/v1/models", headers=auth).status_code == 200
 
 
@@ -104,7 +105,7 @@ def test_a_client_that_leaves_before_the_answer_is_not_an_upstream_failure(break
         with pytest.raises(httpx.ReadTimeout):
             httpx.get(proxy_server.url + "/v1/slow", headers=auth, timeout=0.2)
     time.sleep(0.2)  # deliberate: time for a cancelled request to be (wrongly) counted as a failure
-    assert breaker.tracked() == 0
+    assert runtime().breaker.tracked() == 0
     assert http.get("/v1/models", headers=auth).status_code == 200
 
 
@@ -112,11 +113,11 @@ def test_a_threshold_of_zero_disables_the_breaker(settings, http, auth, proxy_se
     settings.CIRCUIT_BREAKER_THRESHOLD = 0
     proxy_server.upstream.reply("/v1/models", method="GET", status=502, json_body={})
     assert {http.get("/v1/models", headers=auth).status_code for _ in range(6)} == {502}
-    assert breaker.tracked() == 0
+    assert runtime().breaker.tracked() == 0
 
 
 def test_the_breaker_remembers_a_bounded_number_of_failing_projects(breaker_settings):
-    for number in range(breaker.MAX_TRACKED + 100):
+    breaker = Breaker()
+    for number in range(MAX_TRACKED + 100):
         breaker.record(f"project-{number}", 502)
-    assert breaker.tracked() == breaker.MAX_TRACKED
-    breaker.reset()
+    assert breaker.tracked() == MAX_TRACKED

@@ -6,6 +6,7 @@ import time
 import httpx
 import pytest
 
+from llmproxy.proxy.state import runtime
 from projects.services import project_update
 from tests.proxy.conftest import database_queries
 from tests.support.waiting import wait_until
@@ -66,19 +67,17 @@ def redis_invalidation(settings, own_redis):
 
 
 def test_a_published_invalidation_clears_the_cache(redis_invalidation, http, auth, token_pair):
-    from llmproxy.proxy import invalidation
-
+    invalidation = runtime().invalidation
     wait_until(invalidation.is_trusted, timeout=3, interval=0.05)
     assert http.get("/v1/models", headers=auth).status_code == 200
     Token.objects.filter(id=token_pair[0].id).update(is_active=False)  # behind the cache's back...
     assert http.get("/v1/models", headers=auth).status_code == 200  # ...so still served from the cache
-    invalidation._publish({"token": token_pair[0].token_hash})  # what another process's revocation sends
+    invalidation.publish({"token": token_pair[0].token_hash})  # what another process's revocation sends
     wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 401, timeout=1, interval=0.05)
 
 
 def test_redis_going_away_never_breaks_serving_and_shortens_cache_trust(redis_invalidation, http, auth, token_pair):
-    from llmproxy.proxy import invalidation
-
+    invalidation = runtime().invalidation
     wait_until(invalidation.is_trusted, timeout=3, interval=0.05)
     assert http.get("/v1/models", headers=auth).status_code == 200
     redis_invalidation.stop()

@@ -3,11 +3,9 @@
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from llmproxy.proxy import state
-
 from .base import CacheBackend, CachedResponse, scoped_key
 
-__all__ = ["BACKENDS", "CacheBackend", "CachedResponse", "get_backend", "make_backend", "reset_for_tests", "scoped_key"]
+__all__ = ["BACKENDS", "BackendHolder", "CacheBackend", "CachedResponse", "make_backend", "scoped_key"]
 
 BACKENDS = {
     "in-memory": "llmproxy.proxy.cache_backends.memory.MemoryCache",
@@ -15,27 +13,30 @@ BACKENDS = {
     "redis": "llmproxy.proxy.cache_backends.redis.RedisCache",
 }
 
-_backend: CacheBackend | None = None
-_backend_name = ""
-
 
 def make_backend(name: str | None = None) -> CacheBackend:
     name = name or settings.HTTP_CACHE_BACKEND
     try:
-        return import_string(BACKENDS[name])()
+        backend: CacheBackend = import_string(BACKENDS[name])()
     except KeyError:
         raise ValueError(f"HTTP_CACHE_BACKEND={name!r} is not one of: {', '.join(sorted(BACKENDS))}") from None
+    return backend
 
 
-def get_backend() -> CacheBackend:
-    """The process's cache backend (re-created when the setting changes, e.g. between tests)."""
-    global _backend, _backend_name
-    if _backend is None or _backend_name != settings.HTTP_CACHE_BACKEND:
-        _backend, _backend_name = make_backend(), settings.HTTP_CACHE_BACKEND
-    return _backend
+class BackendHolder:
+    """The process's cache backend, made on first use (and again when HTTP_CACHE_BACKEND changes, in tests)."""
 
+    def __init__(self) -> None:
+        self._backend: CacheBackend | None = None
+        self._name = ""
 
-@state.on_reset
-def reset_for_tests() -> None:
-    global _backend, _backend_name
-    _backend, _backend_name = None, ""
+    def get(self) -> CacheBackend:
+        backend = self._backend
+        if backend is None or self._name != settings.HTTP_CACHE_BACKEND:
+            backend, self._name = make_backend(), settings.HTTP_CACHE_BACKEND
+            self._backend = backend
+        return backend
+
+    async def aclose(self) -> None:
+        if self._backend is not None:
+            await self._backend.aclose()

@@ -1,7 +1,7 @@
 """The response-cache backend interface and the stored entry.
 
-Backends store entries under `<project id>:<key>`, where `<key>` is the reference's hex cache key
-(reference §7.1). The project part keeps tenants apart; the key part is what operators see in
+Backends store entries under `<project id>:<key>`, where `<key>` is the reference's hex cache key.
+The project part keeps tenants apart; the key part is what operators see in
 `X-PROXY-CACHE-KEY` and what a purge names, in every project at once.
 """
 
@@ -23,7 +23,7 @@ class CachedResponse:
     vary_key: str = ""
     stored_at: float = field(default_factory=time.time)
     # validated response headers per cache status, built on the first hit (the in-memory backend reuses entries)
-    served: dict = field(default_factory=dict, repr=False, compare=False)
+    served: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict, repr=False, compare=False)
 
     def header(self, name: str) -> str:
         """First value of a header, looked up case-insensitively ("" when absent)."""

@@ -10,10 +10,12 @@ import logging
 import re
 import time
 import weakref
+from typing import Any
 
 import redis
 import redis.asyncio
 from django.conf import settings
+from redis.asyncio.connection import AbstractConnection
 
 from .base import CacheBackend, CachedResponse
 
@@ -44,13 +46,16 @@ class _Connections:
         self.timeout = timeout
         # no socket timeout: one deadline per command instead (below)
         self._factory = redis.asyncio.ConnectionPool.from_url(url, socket_connect_timeout=timeout)
-        self._idle: list = []
+        self._idle: list[AbstractConnection] = []
         self._slots = asyncio.Semaphore(size)
 
-    async def execute(self, packed: bytes):
+    async def execute(self, packed: bytes) -> Any:
         async with asyncio.timeout(self.timeout):
             async with self._slots:
-                connection = self._idle.pop() if self._idle else self._factory.make_connection()
+                connection: AbstractConnection = (
+                    # redis-py leaves make_connection unannotated
+                    self._idle.pop() if self._idle else self._factory.make_connection()  # type: ignore[no-untyped-call]
+                )
                 try:
                     await connection.send_packed_command(packed, check_health=False)
                     reply = await connection.read_response(disable_decoding=True)
@@ -77,7 +82,7 @@ class RedisCache(CacheBackend):
         self.key_prefix = settings.REDIS_CACHE_KEY_PREFIX if key_prefix is None else key_prefix
         self.timeout = settings.REDIS_CACHE_TIMEOUT
         # redis.asyncio connections belong to the loop that opened them: one set per event loop
-        self._loops: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Connections] = weakref.WeakKeyDictionary()
         self._down_until = 0.0
         self._decoded: dict[str, tuple[bytes, CachedResponse]] = {}
 

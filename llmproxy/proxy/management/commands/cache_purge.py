@@ -1,10 +1,11 @@
 """manage.py cache_purge --method GET --url /v1/models [--prefix HEX] [--remote]: `manage cache purge`."""
 
 import json
+from typing import Any
 
 import httpx
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from audit.logger import AuditContext
 from llmproxy.proxy.cache_purge import PurgeError, cache_purge
@@ -17,7 +18,7 @@ class Command(BaseCommand):
         "POST /manage/cache/purge of a running server (needed for the in-memory cache)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--method", required=True, help="HTTP method of the cached request (required, as in the reference)"
         )
@@ -33,7 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--management-token", default="", help="for --remote (default: MANAGEMENT_TOKEN)")
         parser.add_argument("--json", action="store_true", help="print the JSON result")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: str, **options: Any) -> None:
         remote = options["remote"] or bool(options["api_base_url"])
         result = self._remote(options) if remote else self._direct(options)
         if options["json"]:
@@ -43,7 +44,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Purged {result['deleted']} entr{'y' if result['deleted'] == 1 else 'ies'}.")
 
-    def _direct(self, options) -> dict:
+    def _direct(self, options: dict[str, Any]) -> dict[str, object]:
         if settings.HTTP_CACHE_ENABLED and settings.HTTP_CACHE_BACKEND in ("in-memory", "memory"):
             raise CommandError(
                 "HTTP_CACHE_BACKEND=in-memory: the cache lives inside each web process, not here. "
@@ -56,7 +57,7 @@ class Command(BaseCommand):
         except PurgeError as exc:
             raise CommandError(exc.message) from None
 
-    def _remote(self, options) -> dict:
+    def _remote(self, options: dict[str, Any]) -> dict[str, object]:
         base = (options["api_base_url"] or settings.MANAGEMENT_API_BASE_URL).rstrip("/")
         token = options["management_token"] or settings.MANAGEMENT_TOKEN
         if not token:
@@ -71,7 +72,7 @@ class Command(BaseCommand):
         except httpx.HTTPError as exc:
             raise CommandError(f"cannot reach the management API at {base}: {exc}") from None
         try:
-            data = response.json()
+            data: dict[str, Any] = response.json()
         except ValueError:
             data = {}
         if response.status_code != 200:
