@@ -14,7 +14,7 @@ store, decode or forward what they send, and dispatch backends that want LLM cal
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import markcoroutinefunction
 from django.conf import settings
@@ -122,7 +122,9 @@ class Capture:
         compat.resource_closers(response).append(self.finish_stream)
         if source is None:
             return self.tee(response.streaming_content) if response.is_async else response.streaming_content
-        return self.tee(source) if response.is_async else self.tee_sync(source)
+        if response.is_async:
+            return self.tee(cast(AsyncIterable[object], source))  # is_async: Django's own test of the iterator
+        return self.tee_sync(cast(Iterable[object], source))
 
     async def tee(self, content: AsyncIterable[object]) -> AsyncIterator[bytes]:
         chunks = self.chunks

@@ -3,14 +3,14 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from . import health
-from .api import not_found
+from .manage.errors import not_found
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health.health),
     path("ready", health.ready),
     path("live", health.live),
-    path("manage/", include("llmproxy.manage_urls")),
+    path("manage/", include("llmproxy.manage.urls")),
 ]
 if settings.ENABLE_METRICS:
     urlpatterns.append(path("", include("instrumentation.urls")))  # METRICS_PATH and METRICS_PATH/prometheus

@@ -40,7 +40,7 @@ def rotate(new_key: bytes, *, dry_run: bool) -> tuple[int, int]:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
     from django.db import transaction
 
-    from audit.logger import AuditContext, audit_log
+    from audit.services import AuditContext, audit_log
     from projects import crypto
     from projects.models import Project
 

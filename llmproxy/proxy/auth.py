@@ -24,7 +24,7 @@ from django.db import DatabaseError
 from django.db.models import F, Q
 from django.utils import timezone
 
-from audit.logger import ACTOR_SYSTEM, AuditContext, aaudit_log, client_ip, obfuscate_id
+from audit.services import ACTOR_SYSTEM, AuditContext, aaudit_log, client_ip, obfuscate_id
 from projects import crypto
 from tokens.models import format_error, hash_token
 

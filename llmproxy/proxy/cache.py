@@ -20,6 +20,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import ResponseHeaders
 
 from instrumentation import metrics
+from instrumentation.timefmt import rfc3339_nano
 from llmproxy import compat
 
 from . import cache_rules as rules
@@ -27,7 +28,7 @@ from . import state
 from .asgi_types import ProxyRequest
 from .cache_backends import CachedResponse, scoped_key
 from .cache_rules import StoreDecision
-from .timefmt import http_date_now, rfc3339_nano
+from .timefmt import http_date_now
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from audit.logger import AuditContext
-from llmproxy.api import TOO_LARGE, UNAUTHORIZED, ManagementView, StrictCharField, error, error_response, read_body
+from audit.services import AuditContext
+from llmproxy.manage import TOO_LARGE, UNAUTHORIZED, ManagementView, StrictCharField, error, error_response, read_body
 
 from .cache_purge import URL_PATTERN, PurgeError, cache_purge, purge_failed
 

@@ -6,7 +6,7 @@ from urllib.parse import unquote
 
 from django.conf import settings
 
-from audit.logger import AuditContext, audit_log
+from audit.services import AuditContext, audit_log
 
 from . import cache_rules as rules
 from . import state

@@ -18,6 +18,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
+from llmproxy import redis as redis_clients
 from llmproxy.lifecycle import acancel
 
 from . import state
@@ -44,7 +45,6 @@ class InvalidationListener:
         self._tokens = tokens
         self._projects = projects
         self._freshness = freshness
-        self._publisher: tuple[str, redis.Redis] | None = None
         self._task: asyncio.Task[None] | None = None
 
     def token_changed(self, token_hash: str) -> None:
@@ -62,10 +62,9 @@ class InvalidationListener:
         if not settings.REDIS_CONFIGURED:
             return
         try:
-            if self._publisher is None or self._publisher[0] != settings.REDIS_URL:
-                client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
-                self._publisher = (settings.REDIS_URL, client)
-            self._publisher[1].publish(CHANNEL, json.dumps(message))
+            redis_clients.client(settings.REDIS_URL, timeout=1.0, decode_responses=False).publish(
+                CHANNEL, json.dumps(message)
+            )
         except redis.RedisError as exc:
             logger.warning("cache invalidation not published (other web processes catch up within 1 s): %s", exc)
 
@@ -90,6 +89,8 @@ class InvalidationListener:
     async def _listen(self) -> None:
         delay = 0.2
         while True:
+            # Not llmproxy.redis: a subscription waits on its socket for as long as nothing is published, so it
+            # has no command timeout; redis-py's health checks (PING every 5 s) notice a dead connection instead.
             client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1, health_check_interval=5)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:

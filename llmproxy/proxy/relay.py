@@ -12,11 +12,11 @@ import aiohttp
 from django.conf import settings
 from django.http import StreamingHttpResponse
 
+from instrumentation.timefmt import rfc3339_nano
 from llmproxy import compat
 
 from .asgi_types import Scope
 from .errors import UpstreamInterrupted
-from .timefmt import rfc3339_nano
 
 # RFC 9110 §7.6.1 plus the usual extras; never forwarded in either direction.
 HOP_BY_HOP = frozenset(

@@ -1,31 +1,12 @@
-"""Timestamps of the proxy's headers, memoised per second (formatting a date is most of their cost).
+"""The HTTP Date header's value, memoised per second (formatting a date is most of its cost).
 
-instrumentation has its own Rfc3339 formatter for its event headers (instrumentation/middleware.py, moving to
-instrumentation/timefmt.py); the two are duplicates to merge once both packages settle.
+The proxy's RFC 3339 timestamps (X-Proxy-Received-At and the like) come from instrumentation/timefmt.py, the
+formatter the event headers use too.
 """
 
 import time
 
 from django.utils.http import http_date
-
-
-class Rfc3339Clock:
-    """Go's time.RFC3339Nano in UTC (fractional seconds without trailing zeros), with the date part memoised."""
-
-    __slots__ = ("_second", "_text")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def format(self, ns: int) -> str:
-        seconds, fraction = divmod(ns, 1_000_000_000)
-        if self._second != seconds:
-            self._text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-            self._second = seconds
-        if not fraction:
-            return self._text + "Z"
-        return f"{self._text}.{fraction:09d}".rstrip("0") + "Z"
 
 
 class HttpDateClock:
@@ -45,6 +26,5 @@ class HttpDateClock:
         return self._text
 
 
-# One of each per process: stateless apart from the memo, so sharing them needs no owner.
-rfc3339_nano = Rfc3339Clock().format
+# One per process: stateless apart from the memo, so sharing it needs no owner.
 http_date_now = HttpDateClock().now

@@ -8,7 +8,7 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from audit.logger import AuditContext
+from audit.services import AuditContext
 from projects.services import project_create
 from tests.browser.conftest import admin_login
 from tests.support.waiting import wait_until

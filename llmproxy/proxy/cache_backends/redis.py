@@ -17,6 +17,8 @@ import redis.asyncio
 from django.conf import settings
 from redis.asyncio.connection import AbstractConnection
 
+from llmproxy import redis as redis_clients
+
 from .base import CacheBackend, CachedResponse
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,8 @@ class _Connections:
 
     def __init__(self, url: str, size: int, timeout: float) -> None:
         self.timeout = timeout
-        # no socket timeout: one deadline per command instead (below)
+        # Not llmproxy.redis's pool: no socket timeout, one deadline per command instead (below), since a
+        # socket timeout starts a timer on every read of a cache hit. redis-py still makes the connections.
         self._factory = redis.asyncio.ConnectionPool.from_url(url, socket_connect_timeout=timeout)
         self._idle: list[AbstractConnection] = []
         self._slots = asyncio.Semaphore(size)
@@ -134,23 +137,19 @@ class RedisCache(CacheBackend):
         return entry
 
     def purge(self, key: str, *, prefix: bool = False) -> int:
-        """SCAN + DEL with a short-lived synchronous client (purges come from sync views and commands)."""
+        """SCAN + DEL with the shared synchronous client (purges come from sync views and commands)."""
         pattern = glob_escape(self.key_prefix) + "*:" + glob_escape(key) + ("*" if prefix else "")
-        client = redis.Redis.from_url(self.url, socket_timeout=max(self.timeout, 5.0))
-        deleted = 0
-        try:
-            batch = []
-            for raw in client.scan_iter(match=pattern, count=settings.REDIS_SCAN_COUNT):
-                name = raw.decode() if isinstance(raw, bytes) else raw
-                if self._matches(name, key, prefix):
-                    batch.append(name)
-                if len(batch) >= 500:
-                    deleted += client.delete(*batch)
-                    batch = []
-            if batch:
+        client = redis_clients.client(self.url, timeout=max(self.timeout, 5.0), decode_responses=False)
+        deleted, batch = 0, []
+        for raw in client.scan_iter(match=pattern, count=settings.REDIS_SCAN_COUNT):
+            name = raw.decode() if isinstance(raw, bytes) else raw
+            if self._matches(name, key, prefix):
+                batch.append(name)
+            if len(batch) >= 500:
                 deleted += client.delete(*batch)
-        finally:
-            client.close()
+                batch = []
+        if batch:
+            deleted += client.delete(*batch)
         return deleted
 
     def _matches(self, name: str, key: str, prefix: bool) -> bool:

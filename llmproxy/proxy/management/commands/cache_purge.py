@@ -7,7 +7,7 @@ import httpx
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from audit.logger import AuditContext
+from audit.services import AuditContext
 from llmproxy.proxy.cache_purge import PurgeError, cache_purge
 
 
