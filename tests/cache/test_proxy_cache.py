@@ -1,4 +1,4 @@
-"""The response cache end to end: real proxy on a real socket, fake upstream, both backends (reference §7)."""
+"""The response cache end to end (the reference's HTTP cache): real proxy, real socket, fake upstream, both backends."""
 
 import hashlib
 import json

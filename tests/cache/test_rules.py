@@ -1,4 +1,4 @@
-"""The cache's rules as pure functions: keys, Cache-Control, TTL, conditionals (reference §7.1-7.3)."""
+"""The cache's rules as pure functions: keys, Cache-Control, TTL, conditionals (the reference's caching rules)."""
 
 import hashlib
 

@@ -1,4 +1,4 @@
-"""Every row of the reference's error catalogue (§3.6): status, exact JSON body, Content-Type, X-Request-ID."""
+"""Every row of the reference's error catalogue: status, exact JSON body, Content-Type, X-Request-ID."""
 
 import json
 import uuid

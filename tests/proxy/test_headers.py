@@ -1,4 +1,4 @@
-"""Header rules (reference §3.3): what the upstream receives and what the client gets back; CORS (§3.9)."""
+"""Header rules as the reference applies them: what the upstream receives and what the client gets back; CORS."""
 
 import gzip
 import re

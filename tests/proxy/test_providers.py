@@ -1,4 +1,4 @@
-"""The provider YAML (reference §3.10), its validation, and the parameter whitelist's glob semantics."""
+"""The provider YAML (the reference's api_providers.yaml), its validation, and the whitelist's glob semantics."""
 
 import os
 import subprocess

@@ -1,4 +1,4 @@
-"""What counts as a request (reference §3.7), the guarded quota update and the batched usage counters."""
+"""What counts against a quota (as the reference counts), the guarded quota update and the batched usage counters."""
 
 import asyncio
 

@@ -1,9 +1,10 @@
 """Fake Lunary and Helicone ingestion services on real sockets (aiohttp in a background thread).
 
-They answer what the real services answer, check for check, in the order of
-`reference/lunary-helicone.md` §4 (compat behaviour), keep the state the real services would store,
-and collect `violations`: payloads the real service accepts but would store incompletely (strict
-mode, §4 "S-" rules). Tests assert `fake.violations == []`. `fail_next` scripts transient outages,
+They answer what the real services answer, check for check, in the order the real services make their
+checks (authentication, rate limit, body shape, then each event), keep the state the real services would
+store, and collect `violations`: payloads the real service accepts but would store incompletely (strict
+mode: e.g. a Lunary run without a start, a Helicone log without timing). Tests assert `fake.violations == []`.
+`fail_next` scripts transient outages,
 `hang_next` a stalled service, and FakeLunary's `fail_events_next` its per-event transient failures.
 """
 
@@ -187,7 +188,7 @@ def _json_response(status: int, data) -> web.Response:
 
 
 class FakeLunary(_FakeServer):
-    """`POST /v1/runs/ingest` as lunary-helicone.md §4.1 describes it."""
+    """`POST /v1/runs/ingest` as Lunary's ingestion service answers it."""
 
     def __init__(self, *, keys=(LUNARY_KEY,), requests_per_minute: int = 150, max_batch: int = 100) -> None:
         super().__init__()
@@ -410,7 +411,7 @@ class HeliconeError(Exception):
 
 
 class FakeHelicone(_FakeServer):
-    """The manual-logger endpoints (`/oai/v1/log`, `/custom/v1/log`, ...) as lunary-helicone.md §4.2 describes."""
+    """The manual-logger endpoints (`/oai/v1/log`, `/custom/v1/log`, ...) as Helicone's logger answers them."""
 
     def __init__(self, *, keys=(HELICONE_KEY,)) -> None:
         super().__init__()
@@ -611,7 +612,7 @@ def _latin1_line(value: str) -> bool:
 
 
 def _helicone_usage(text: str, body, is_stream: bool) -> dict | None:
-    """Token usage as Helicone's body processors extract it (lunary-helicone.md §3.5)."""
+    """Token usage as Helicone's body processors extract it (from `usage`, for streams from the last chunk)."""
     if text:
         try:
             json.loads(text)
