@@ -280,4 +280,8 @@ install()
 os.register_at_fork(
     before=_refresh_lock.acquire, after_in_parent=_refresh_lock.release, after_in_child=_after_fork_in_child
 )
-lifecycle.on_startup(_remember_running_loop)
+
+
+def register() -> None:
+    """Remember the serving loop when the web process starts (its samples of tasks are taken on that loop)."""
+    lifecycle.on_startup(_remember_running_loop)

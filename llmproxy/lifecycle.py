@@ -2,7 +2,8 @@
 
 The proxy's own parts are started and stopped by its ProxyRuntime (llmproxy/proxy/runtime.py) in a fixed
 order; other apps with background work of a web process (today instrumentation: the event bus publisher
-and the runtime metrics) register a hook here, the only way to register one. The runtime runs the start-up
+and the runtime metrics) register a hook here, the only way to register one, and only from
+`ProxyConfig.ready()` (llmproxy/proxy/apps.py), so the order is written in one place. The runtime runs the start-up
 hooks after its own parts have started, in registration order, and the shutdown hooks, in reverse order,
 before its own parts stop.
 """

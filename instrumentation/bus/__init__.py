@@ -111,10 +111,3 @@ def get_consumer(*, stream_key: str | None = None, url: str | None = None) -> St
 def reset_for_tests() -> None:
     """Forget the process's bus so the next get_bus() follows the current settings (`holder.reset()`)."""
     holder.reset()
-
-
-# Registered when the event capture is first imported (the middleware imports this module when the ASGI
-# application is built, after the apps' ready()), so the publisher starts after and stops before the
-# proxy's own background work. `register()` is idempotent: the place that starts the process's parts in
-# a fixed order may call it explicitly.
-holder.register()
