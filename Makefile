@@ -31,9 +31,10 @@ test-sqlite:
 	@echo "== tests on SQLite =="
 	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
+# Tests marked db_independent (no database at all: architecture, requirements, payload properties) ran above.
 test-postgres:
 	@echo "== tests on PostgreSQL ($(PG_TEST_URL)) =="
-	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(PG_TEST_URL) $(PY) -m pytest -m "not db_independent" $(PYTEST_ARGS)
 
 # The project's packages, as mypy checks them (configured in pyproject.toml: strict on the hot path, the event
 # capture and the dispatchers).

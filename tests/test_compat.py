@@ -15,6 +15,9 @@ from django.http.response import ResponseHeaders
 
 from llmproxy import compat
 
+# Touches no database: run once, not again on PostgreSQL (the Makefile's test-postgres).
+pytestmark = pytest.mark.db_independent
+
 
 def broken(helper: str, library: str, what: str) -> str:
     return f"llmproxy.compat.{helper} no longer works with {library} {version(library)}: {what}"

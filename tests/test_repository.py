@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Touches no database: run once, not again on PostgreSQL (the Makefile's test-postgres).
+pytestmark = pytest.mark.db_independent
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_TARGETS = {"bench": "bench/run.sh", "bench-stream": "bench/stream.sh"}
 # Documents whose relative links must resolve inside the repository.

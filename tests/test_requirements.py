@@ -8,8 +8,12 @@ import importlib.metadata
 import re
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+
+# Touches no database: run once, not again on PostgreSQL (the Makefile's test-postgres).
+pytestmark = pytest.mark.db_independent
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,12 @@
 
 import hashlib
 
+import pytest
+
 from llmproxy.proxy import cache_rules as rules
+
+# Touches no database: run once, not again on PostgreSQL (the Makefile's test-postgres).
+pytestmark = pytest.mark.db_independent
 
 
 def headers(**values):

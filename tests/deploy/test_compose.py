@@ -14,6 +14,9 @@ from django.urls import resolve
 from dispatch.backends import BACKENDS
 from tests.deploy.conftest import DOCKER, ROOT, container_env
 
+# Touches no database: run once, not again on PostgreSQL (the Makefile's test-postgres).
+pytestmark = pytest.mark.db_independent
+
 COMPOSE_FILE = DOCKER / "docker-compose.yml"
 APP_SERVICES = {"migrate", "web", "worker", "beat"}
 ENTRYPOINT_COMMANDS = {"web", "worker", "beat", "migrate"}

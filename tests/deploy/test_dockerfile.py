@@ -3,7 +3,12 @@
 import re
 import subprocess
 
+import pytest
+
 from tests.deploy.conftest import DOCKER, ROOT, container_env
+
+# Touches no database: run once, not again on PostgreSQL (the Makefile's test-postgres).
+pytestmark = pytest.mark.db_independent
 
 DOCKERFILE = (DOCKER / "Dockerfile").read_text()
 

@@ -22,6 +22,9 @@ from tests.dispatch.factories import CHAT_REQUEST, chat_event, stream_event
 from tests.support.bombs import brotli_json_bomb, gzip_json_bomb
 from tests.support.fake_services import HELICONE_KEY, LUNARY_KEY
 
+# Touches no database: run once, not again on PostgreSQL (the Makefile's test-postgres).
+pytestmark = pytest.mark.db_independent
+
 CAP = 1048576
 
 

@@ -11,6 +11,9 @@ from instrumentation.events import Event
 from tests.dispatch.factories import CHAT_REQUEST, chat_event, stream_event
 from tests.support.fake_upstream import CHAT_COMPLETION, sse_chunks
 
+# Touches no database: run once, not again on PostgreSQL (the Makefile's test-postgres).
+pytestmark = pytest.mark.db_independent
+
 RECEIVED = datetime(2025, 11, 27, 10, 0, 1, 234000, tzinfo=UTC)
 
 
