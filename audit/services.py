@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from llmproxy import clientip
+
 from .models import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -70,11 +72,8 @@ class AuditContext:
 
 
 def client_ip(meta: dict) -> str:
-    """First X-Forwarded-For entry, then X-Real-IP, then the peer address, as the reference's audit logger takes it."""
-    forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded.strip():
-        return forwarded.split(",")[0].strip()
-    return meta.get("HTTP_X_REAL_IP", "").strip() or meta.get("REMOTE_ADDR", "") or ""
+    """The client address of a request's META: forwarded headers count only from TRUSTED_PROXIES."""
+    return clientip.client_ip(meta)
 
 
 def obfuscate_id(value: str | uuid.UUID) -> str:

@@ -5,6 +5,7 @@ A value that cannot be parsed stops start-up with a message naming the variable.
 """
 
 import base64
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -61,6 +62,17 @@ def env_duration(name: str, default: str) -> float:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+def env_networks(name: str, default: str) -> list[str]:
+    """A comma-separated list of CIDR networks (a bare address is a /32 or /128)."""
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP network: use CIDRs like 10.0.0.0/8.") from None
+    return values
 
 
 def env_choice(name: str, default: str, choices: set[str]) -> str:
@@ -230,6 +242,10 @@ if ENCRYPTION_KEY:
         ) from None
 elif REQUIRE_ENCRYPTION_KEY:
     raise ImproperlyConfigured("ENCRYPTION_KEY is required because REQUIRE_ENCRYPTION_KEY=true.")
+
+# Peers whose X-Forwarded-For / X-Real-IP are believed (llmproxy/clientip.py): the audit log's client IP, the
+# management API's failed-auth throttle and rate limits. Anyone else is recorded with its own address.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
 
 LISTEN_ADDR = env("LISTEN_ADDR", "127.0.0.1:8080")
 REQUEST_TIMEOUT = env_duration("REQUEST_TIMEOUT", "30s")

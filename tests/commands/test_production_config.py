@@ -61,6 +61,7 @@ def test_check_deploy_is_clean_for_a_production_configuration():
     [
         ("REDIS_STREAM_BLOCK_TIME", "abc", "REDIS_STREAM_BLOCK_TIME='abc' is not a duration"),
         ("HTTP_CACHE_ENABLED", "maybe", "HTTP_CACHE_ENABLED='maybe' is not a boolean"),
+        ("TRUSTED_PROXIES", "10.0.0.0/8,nonsense", "TRUSTED_PROXIES: 'nonsense' is not an IP network"),
     ],
 )
 def test_an_invalid_value_stops_start_up_naming_the_variable(name, value, message):
