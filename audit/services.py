@@ -139,6 +139,24 @@ def audit_log(
     return event
 
 
+def audit_log_update(event: AuditEvent, details: dict) -> None:
+    """Merge `details` into a recorded event's metadata: its row is updated and its line written again.
+
+    For coalesced events (a count filled in later); the file is append-only, so it gets a second line with
+    the same timestamp, action and client IP, and the last one holds the total. Never raises.
+    """
+    if not settings.AUDIT_ENABLED:
+        return
+    event.metadata = {**event.metadata, **details}
+    line = json.dumps(event_as_json(event), default=str) + "\n"
+    _after_commit(partial(_append_to_file, line, settings.AUDIT_LOG_FILE))
+    if settings.AUDIT_STORE_IN_DB:
+        try:
+            AuditEvent.objects.filter(id=event.id).update(metadata=event.metadata)
+        except Exception:
+            logger.warning("audit event %s could not be updated in the database", event.action, exc_info=True)
+
+
 def _fit_columns(event: AuditEvent) -> None:
     """Client-supplied values (X-Request-ID, X-Forwarded-For, ids from URLs) cut to their columns, NULs dropped."""
     for column in AuditEvent._meta.concrete_fields:
