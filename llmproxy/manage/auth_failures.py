@@ -111,12 +111,12 @@ class FailureAudit:
                 current.count += 1
                 current.throttled += int(throttled)
                 return
-        details = {"count": 1, "throttled": int(throttled), "reason": reason, "window_seconds": self._seconds()}
-        event = audit_log(ACTION, "failure", ctx, details=details)
-        with self._lock:
             if len(self._windows) >= MAX_TRACKED_IPS:
                 self._windows.clear()  # their counts stay at what was written; the records exist
-            self._windows[ip] = _Window(index, event, throttled=int(throttled))
+            # Claimed before writing, so that concurrent failures of the same address count into this window.
+            opened = self._windows[ip] = _Window(index, None, throttled=int(throttled))
+        details = {"count": 1, "throttled": int(throttled), "reason": reason, "window_seconds": self._seconds()}
+        opened.event = audit_log(ACTION, "failure", ctx, details=details)
 
     def flush(self, now: float) -> None:
         """Write the totals of the windows that have ended (one update each), and forget them."""
