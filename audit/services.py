@@ -21,6 +21,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from llmproxy import clientip
+
 from .models import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -70,11 +72,8 @@ class AuditContext:
 
 
 def client_ip(meta: dict) -> str:
-    """First X-Forwarded-For entry, then X-Real-IP, then the peer address, as the reference's audit logger takes it."""
-    forwarded = meta.get("HTTP_X_FORWARDED_FOR", "")
-    if forwarded.strip():
-        return forwarded.split(",")[0].strip()
-    return meta.get("HTTP_X_REAL_IP", "").strip() or meta.get("REMOTE_ADDR", "") or ""
+    """The client address of a request's META: forwarded headers count only from TRUSTED_PROXIES."""
+    return clientip.client_ip(meta)
 
 
 def obfuscate_id(value: str | uuid.UUID) -> str:
@@ -138,6 +137,24 @@ def audit_log(
         except Exception:
             logger.warning("audit event %s could not be stored in the database", action, exc_info=True)
     return event
+
+
+def audit_log_update(event: AuditEvent, details: dict) -> None:
+    """Merge `details` into a recorded event's metadata: its row is updated and its line written again.
+
+    For coalesced events (a count filled in later); the file is append-only, so it gets a second line with
+    the same timestamp, action and client IP, and the last one holds the total. Never raises.
+    """
+    if not settings.AUDIT_ENABLED:
+        return
+    event.metadata = {**event.metadata, **details}
+    line = json.dumps(event_as_json(event), default=str) + "\n"
+    _after_commit(partial(_append_to_file, line, settings.AUDIT_LOG_FILE))
+    if settings.AUDIT_STORE_IN_DB:
+        try:
+            AuditEvent.objects.filter(id=event.id).update(metadata=event.metadata)
+        except Exception:
+            logger.warning("audit event %s could not be updated in the database", event.action, exc_info=True)
 
 
 def _fit_columns(event: AuditEvent) -> None:

@@ -5,6 +5,7 @@ A value that cannot be parsed stops start-up with a message naming the variable.
 """
 
 import base64
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -63,6 +64,17 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in env(name, default).split(",") if item.strip()]
 
 
+def env_networks(name: str, default: str) -> list[str]:
+    """A comma-separated list of CIDR networks (a bare address is a /32 or /128)."""
+    values = env_list(name, default)
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {value!r} is not an IP network: use CIDRs like 10.0.0.0/8.") from None
+    return values
+
+
 def env_choice(name: str, default: str, choices: set[str]) -> str:
     value = env(name, default).strip() or default
     if value not in choices:
@@ -73,8 +85,10 @@ def env_choice(name: str, default: str, choices: set[str]) -> str:
 # --- Django core -----------------------------------------------------------
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env("SECRET_KEY") or "dev-insecure-secret-key-change-me-for-production-0123456789"
-if not DEBUG and SECRET_KEY.startswith("dev-insecure") and env_bool("REQUIRE_ENCRYPTION_KEY", False):
+# Public, so only for development mode: a server outside it refuses this value (llmproxy/checks.py).
+DEVELOPMENT_SECRET_KEY = "dev-insecure-secret-key-change-me-for-production-0123456789"
+SECRET_KEY = env("SECRET_KEY") or DEVELOPMENT_SECRET_KEY
+if not DEBUG and SECRET_KEY == DEVELOPMENT_SECRET_KEY and env_bool("REQUIRE_ENCRYPTION_KEY", False):
     raise ImproperlyConfigured("SECRET_KEY must be set in production (REQUIRE_ENCRYPTION_KEY=true).")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -93,6 +107,7 @@ X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "daphne",
+    "llmproxy.apps.LLMProxyConfig",  # the production-secret checks of `check --deploy`
     "llmproxy.admin.ProxyAdminConfig",  # django.contrib.admin with the dashboard counts
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -216,8 +231,14 @@ SPECTACULAR_SETTINGS = {
 
 # --- Management, security, storage -----------------------------------------
 
-# Checked when the server starts (llmproxy/asgi.py), so commands such as `migrate` work without it.
+# Checked when the server starts (llmproxy/asgi.py, llmproxy/checks.py), so commands such as `migrate` work
+# without it; outside development mode it must be 32+ characters and no placeholder.
 MANAGEMENT_TOKEN = env("MANAGEMENT_TOKEN")
+# Failed /manage authentications per client IP and window before that IP gets 429 (llmproxy/manage/auth_failures.py).
+MANAGEMENT_AUTH_FAILURE_LIMIT = env_int("MANAGEMENT_AUTH_FAILURE_LIMIT", 20, minimum=1)
+MANAGEMENT_AUTH_FAILURE_WINDOW = env_duration("MANAGEMENT_AUTH_FAILURE_WINDOW", "60s")
+if MANAGEMENT_AUTH_FAILURE_WINDOW <= 0:
+    raise ImproperlyConfigured("MANAGEMENT_AUTH_FAILURE_WINDOW must be more than 0 seconds.")
 REQUIRE_ENCRYPTION_KEY = env_bool("REQUIRE_ENCRYPTION_KEY", False)
 ENCRYPTION_KEY = env("ENCRYPTION_KEY")
 if ENCRYPTION_KEY:
@@ -230,6 +251,10 @@ if ENCRYPTION_KEY:
         ) from None
 elif REQUIRE_ENCRYPTION_KEY:
     raise ImproperlyConfigured("ENCRYPTION_KEY is required because REQUIRE_ENCRYPTION_KEY=true.")
+
+# Peers whose X-Forwarded-For / X-Real-IP are believed (llmproxy/clientip.py): the audit log's client IP, the
+# management API's failed-auth throttle and rate limits. Anyone else is recorded with its own address.
+TRUSTED_PROXIES = env_networks("TRUSTED_PROXIES", "127.0.0.0/8,::1/128")
 
 LISTEN_ADDR = env("LISTEN_ADDR", "127.0.0.1:8080")
 REQUEST_TIMEOUT = env_duration("REQUEST_TIMEOUT", "30s")

@@ -18,7 +18,7 @@ trap cleanup EXIT
 nginx -c "$B/upstream.nginx.conf" -p "$T/" 2>/dev/null
 printf 'default_api: openai\napis:\n  openai:\n    base_url: http://127.0.0.1:18081\n    allowed_endpoints: ["/v1/chat/completions", "/v1/models"]\n    allowed_methods: ["GET", "POST", "OPTIONS"]\n' >"$T/api_providers.yaml"
 rm -f "$T/bench.sqlite3"
-export MANAGEMENT_TOKEN=bench-management-token DATABASE_URL="sqlite:///$T/bench.sqlite3" API_CONFIG_PATH="$T/api_providers.yaml" \
+export MANAGEMENT_TOKEN=bench-management-token-0123456789abcdef DATABASE_URL="sqlite:///$T/bench.sqlite3" API_CONFIG_PATH="$T/api_providers.yaml" \
   LLM_PROXY_EVENT_BUS=in-memory DJANGO_DEBUG=False SECRET_KEY=bench-secret-key-not-for-production-0123456789abcdef \
   ENCRYPTION_KEY=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= ALLOWED_HOSTS=127.0.0.1,localhost \
   HTTP_CACHE_BACKEND="$BACKEND" REDIS_CACHE_KEY_PREFIX="bench:cache:$$:"

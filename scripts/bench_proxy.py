@@ -82,7 +82,10 @@ def bench_path(requests: int, cache: bool) -> None:
     )
     os.environ.update(
         DJANGO_SETTINGS_MODULE="llmproxy.settings", DATABASE_URL=f"sqlite:///{folder}/db.sqlite3",
-        API_CONFIG_PATH=f"{folder}/providers.yaml", MANAGEMENT_TOKEN="bench", LLM_PROXY_EVENT_BUS="in-memory",
+        API_CONFIG_PATH=f"{folder}/providers.yaml", LLM_PROXY_EVENT_BUS="in-memory",
+        MANAGEMENT_TOKEN="bench-management-token-0123456789abcdef",
+        ENCRYPTION_KEY="MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+        SECRET_KEY="bench-secret-key-not-for-production-0123456789abcdef",
         DATA_DIR=folder, FILE_EVENT_LOG="", HTTP_CACHE_ENABLED="true" if cache else "false",
     )  # fmt: skip
     sys.path.insert(0, str(ROOT))

@@ -1,21 +1,34 @@
 """The shared cast: a project, a token, an admin user, a management client and a fake upstream."""
 
 import json
+import os
 
 import pytest
 from django.test import Client
 
 from instrumentation import bus as instrumentation_bus
+from llmproxy.manage import auth_failures
 from projects.services import project_create
 from tests.support.fake_upstream import FakeUpstream
 from tokens.services import token_create
 
-MANAGEMENT_TOKEN = "test-management-token"
+# Production-grade secrets (llmproxy/checks.py refuses weak ones outside DJANGO_DEBUG=true), the same in this
+# process's settings and in the environment that the servers tests start as subprocesses inherit, so that
+# they accept this token and decrypt the project keys this process wrote.
+MANAGEMENT_TOKEN = "mgmt-suite-4f9c2a7e1b8d6053c4a9e2f7b1d8c6a3"
+SERVER_SECRETS = {
+    "MANAGEMENT_TOKEN": MANAGEMENT_TOKEN,
+    "SECRET_KEY": "suite-signing-key-6b1e9d4a7c2f8e5b3a0d9c6f1e4b7a2d8c5f0e3b",
+    "ENCRYPTION_KEY": "bGxtLXByb3h5IHRlc3Qtc3VpdGUgY2lwaGVyIGtleSE=",  # base64 of 32 bytes
+}
+os.environ.update(SERVER_SECRETS)
 
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path):
     settings.MANAGEMENT_TOKEN = MANAGEMENT_TOKEN
+    settings.SECRET_KEY = SERVER_SECRETS["SECRET_KEY"]
+    settings.ENCRYPTION_KEY = SERVER_SECRETS["ENCRYPTION_KEY"]
     settings.AUDIT_LOG_FILE = str(tmp_path / "audit.log")
     settings.DATA_DIR = tmp_path
     settings.LLM_PROXY_EVENT_BUS = "in-memory"
@@ -25,8 +38,10 @@ def _test_settings(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Each test gets a bus that follows its own settings, with no subscriber left by an earlier test.
     instrumentation_bus.reset_for_tests()
+    auth_failures.reset_for_tests()
     yield
     instrumentation_bus.reset_for_tests()
+    auth_failures.reset_for_tests()
 
 
 @pytest.fixture(scope="session")

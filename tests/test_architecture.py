@@ -174,9 +174,9 @@ def test_the_packages_checked_include_every_local_app():
 
 @pytest.mark.slow
 def test_every_module_imports_in_a_fresh_process_whatever_the_order():
-    # As a server is started: llmproxy/asgi.py refuses to import without a MANAGEMENT_TOKEN, on purpose.
+    # As a server is started: llmproxy/asgi.py refuses to import without production-grade secrets, on
+    # purpose; tests/conftest.py puts them in the environment this process passes on.
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "llmproxy.settings", "PYTHONPATH": str(ROOT)}
-    env.setdefault("MANAGEMENT_TOKEN", "architecture-test-management-token")
     # Warnings at import time are errors too, except ResourceWarning (see pyproject.toml's filterwarnings).
     command = [sys.executable, "-W", "error", "-W", "default::ResourceWarning", "-c", IMPORT_ALL]
     runs = {  # one process per order, all at once

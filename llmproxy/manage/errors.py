@@ -41,6 +41,7 @@ class APIError(exceptions.APIException):
         self.status_code = status
         self.audit = audit
         self.extra = extra
+        self.headers: dict[str, str] = {}  # response headers, e.g. Retry-After on a 429
 
     @property
     def audit_details(self) -> dict | None:
@@ -71,7 +72,10 @@ def exception_handler(exc, context):
     if isinstance(exc, services.ServiceError):
         exc = from_service_error(exc)
     if isinstance(exc, APIError):
-        return error(exc.message, exc.status_code, **exc.extra)
+        response = error(exc.message, exc.status_code, **exc.extra)
+        for name, value in exc.headers.items():
+            response[name] = value
+        return response
     if isinstance(exc, exceptions.MethodNotAllowed):
         response = error("method not allowed", 405)
         response["Allow"] = ", ".join(view.allowed_methods) if view else ""

@@ -41,11 +41,32 @@ def require_request_bodies(result, generator, request, public):
     return result
 
 
+THROTTLED = {
+    "description": (
+        "Too many failed management authentications from this client address (MANAGEMENT_AUTH_FAILURE_LIMIT"
+        ' per MANAGEMENT_AUTH_FAILURE_WINDOW), whatever token is sent: `{"error":"too many failed management'
+        ' authentications from this address","retry_after_seconds":N}`.'
+    ),
+    "headers": {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds until the window ends."}},
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
+def document_throttling(result, generator, request, public):
+    """Postprocessing hook: every operation that can answer 401 can also answer 429 (auth_failures.py)."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "401" in operation.get("responses", {}):
+                operation["responses"]["429"] = THROTTLED
+    return result
+
+
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="What went wrong, in the reference's wording.")
     description = serializers.CharField(required=False, help_text="Which field or value was wrong, when known.")
     code = serializers.CharField(required=False, help_text="A stable code: project_inactive, request_too_large.")
     message = serializers.CharField(required=False, help_text="Extra explanation (project deletion).")
+    retry_after_seconds = serializers.IntegerField(required=False, help_text="On a 429: seconds to wait.")
 
     class Meta:
         ref_name = "Error"
@@ -88,6 +109,7 @@ class OpenAPIView(SpectacularAPIView):
         "POSTPROCESSING_HOOKS": [
             "drf_spectacular.hooks.postprocess_schema_enums",
             "llmproxy.manage.schema.require_request_bodies",
+            "llmproxy.manage.schema.document_throttling",
         ],
         "SCHEMA_PATH_PREFIX_TRIM": False,
     }

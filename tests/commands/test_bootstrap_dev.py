@@ -7,6 +7,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
+from llmproxy.checks import management_token_problem
+
 
 def bootstrap():
     out = StringIO()
@@ -23,6 +25,7 @@ def test_first_run_creates_a_token_and_an_admin_login_readable_only_by_the_owner
     token = (tmp_path / "data" / "management_token").read_text().strip()
     password = (tmp_path / "data" / "admin_password").read_text().strip()
     assert len(token) == 32 and len(password) >= 16
+    assert management_token_problem(token) == ""  # strong enough for a server outside development mode too
     for name in ("management_token", "admin_password"):
         assert stat.S_IMODE((tmp_path / "data" / name).stat().st_mode) == 0o600
     assert "http://127.0.0.1:8080/admin/" in printed

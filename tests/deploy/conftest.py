@@ -10,6 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.conftest import MANAGEMENT_TOKEN
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 ENTRYPOINT = DOCKER / "entrypoint.sh"
@@ -28,7 +30,7 @@ def container_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env.update(
         PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
         DATA_DIR=str(tmp_path),
-        MANAGEMENT_TOKEN="deploy-test-token",
+        MANAGEMENT_TOKEN=MANAGEMENT_TOKEN,
         LOG_FORMAT="console",
         LLM_PROXY_EVENT_BUS="in-memory",
         PYTHONUNBUFFERED="1",

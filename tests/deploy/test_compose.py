@@ -21,7 +21,7 @@ COMPOSE_FILE = DOCKER / "docker-compose.yml"
 APP_SERVICES = {"migrate", "web", "worker", "beat"}
 ENTRYPOINT_COMMANDS = {"web", "worker", "beat", "migrate"}
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}")
-SETTINGS_READ = re.compile(r"\benv(?:_bool|_int|_duration|_list|_choice)?\(\s*\"([A-Z0-9_]+)\"")
+SETTINGS_READ = re.compile(r"\benv(?:_bool|_int|_duration|_list|_choice|_networks)?\(\s*\"([A-Z0-9_]+)\"")
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import sys
 
 import httpx
 
+from tests.conftest import MANAGEMENT_TOKEN
 from tests.support.redis_server import OwnRedis, free_port
 from tests.support.waiting import wait_until_serving
 
@@ -18,7 +19,7 @@ def test_sigterm_writes_what_waits_in_the_buffer_before_the_process_exits(tmp_pa
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "llmproxy.settings",
-        "MANAGEMENT_TOKEN": "shutdown-test-token",
+        "MANAGEMENT_TOKEN": MANAGEMENT_TOKEN,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "LLM_PROXY_EVENT_BUS": "redis-streams",
         "REDIS_URL": redis.url,

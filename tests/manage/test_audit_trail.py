@@ -77,7 +77,7 @@ def test_an_event_records_the_request_it_came_from(api):
         "/manage/projects",
         HTTP_X_REQUEST_ID="req-abc",
         HTTP_X_CORRELATION_ID="corr-abc",
-        HTTP_X_FORWARDED_FOR="203.0.113.5, 10.0.0.1",
+        HTTP_X_FORWARDED_FOR="203.0.113.5",
         HTTP_USER_AGENT="curl/8.5",
     )
     row = AuditEvent.objects.get(action="project.list")
@@ -95,18 +95,41 @@ def test_a_generated_request_id_is_the_one_in_the_response_and_the_event(api):
     assert AuditEvent.objects.get(action="project.list").request_id == response["X-Request-ID"]
 
 
+# The test client's peer is 127.0.0.1, inside the default TRUSTED_PROXIES (loopback).
 @pytest.mark.parametrize(
     "headers,client_ip",
     [
         ({"HTTP_X_FORWARDED_FOR": "198.51.100.1"}, "198.51.100.1"),
-        ({"HTTP_X_FORWARDED_FOR": " 198.51.100.1 , 10.0.0.2", "HTTP_X_REAL_IP": "192.0.2.9"}, "198.51.100.1"),
+        # The rightmost hop that is not a trusted proxy: the leftmost entries are whatever the client wrote.
+        ({"HTTP_X_FORWARDED_FOR": " 6.6.6.6 , 198.51.100.1", "HTTP_X_REAL_IP": "192.0.2.9"}, "198.51.100.1"),
+        ({"HTTP_X_FORWARDED_FOR": "198.51.100.1, 127.0.0.2"}, "198.51.100.1"),
         ({"HTTP_X_REAL_IP": "192.0.2.9"}, "192.0.2.9"),
         ({"REMOTE_ADDR": "192.0.2.77"}, "192.0.2.77"),
     ],
 )
-def test_the_client_ip_follows_the_reference_forwarding_rules(api, headers, client_ip):
+def test_a_trusted_proxy_peer_is_recorded_with_the_forwarded_client(api, headers, client_ip):
     api.get("/manage/projects", **headers)
     assert AuditEvent.objects.get(action="project.list").client_ip == client_ip
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_X_FORWARDED_FOR": "198.51.100.1"},
+        {"HTTP_X_REAL_IP": "192.0.2.9"},
+        {"HTTP_X_FORWARDED_FOR": "198.51.100.1, 10.0.0.2", "HTTP_X_REAL_IP": "192.0.2.9"},
+    ],
+)
+def test_a_peer_outside_trusted_proxies_is_recorded_with_its_own_address(api, settings, headers):
+    settings.TRUSTED_PROXIES = ["10.9.0.0/16"]
+    api.get("/manage/projects", **headers)
+    assert AuditEvent.objects.get(action="project.list").client_ip == "127.0.0.1"
+
+
+def test_a_peer_inside_a_configured_trusted_network_is_believed(api, settings):
+    settings.TRUSTED_PROXIES = ["192.0.2.0/24"]
+    api.get("/manage/projects", REMOTE_ADDR="192.0.2.10", HTTP_X_FORWARDED_FOR="203.0.113.44, 192.0.2.11")
+    assert AuditEvent.objects.get(action="project.list").client_ip == "203.0.113.44"
 
 
 def test_the_admin_ui_forwarding_headers_are_recorded(api):
@@ -145,7 +168,7 @@ def test_oversized_client_headers_never_cost_the_write_or_its_audit_row(api):
         "/manage/projects",
         {"name": "Long headers", "api_key": "sk-long-0123456789abcdef"},
         HTTP_X_REQUEST_ID="r" * 300,
-        HTTP_X_FORWARDED_FOR="1" * 100 + ", 10.0.0.1",
+        HTTP_X_FORWARDED_FOR="1" * 100,
     )
     assert response.status_code == 201
     assert response["X-Request-ID"] == "r" * 300

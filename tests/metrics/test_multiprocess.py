@@ -10,6 +10,7 @@ import httpx
 import pytest
 from django.conf import settings
 
+from tests.conftest import MANAGEMENT_TOKEN
 from tests.metrics.conftest import Scrape
 from tests.support.waiting import wait_until_serving
 
@@ -41,7 +42,7 @@ def environment(tmp_path):
     env.update(
         DJANGO_SETTINGS_MODULE="llmproxy.settings",
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),  # created by the first process
-        MANAGEMENT_TOKEN="test-management-token",
+        MANAGEMENT_TOKEN=MANAGEMENT_TOKEN,
         LLM_PROXY_EVENT_BUS="in-memory",
         DATA_DIR=str(tmp_path),
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",

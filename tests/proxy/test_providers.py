@@ -87,7 +87,7 @@ def test_go_durations_are_understood(tmp_path):
 
 def test_the_server_refuses_to_start_with_an_invalid_provider_file(tmp_path):
     path = write(tmp_path, MINIMAL.replace("[get, POST]", "[]"))
-    env = {**os.environ, "MANAGEMENT_TOKEN": "t", "API_CONFIG_PATH": path, "LLM_PROXY_EVENT_BUS": "in-memory"}
+    env = {**os.environ, "API_CONFIG_PATH": path, "LLM_PROXY_EVENT_BUS": "in-memory"}
     result = subprocess.run(
         [sys.executable, "-c", "import llmproxy.asgi"], env=env, capture_output=True, text=True, timeout=60
     )
