@@ -4,8 +4,9 @@ validation and request counting do, with the error answers of errors.py).
 Validated tokens and projects (active flag, decrypted upstream key) are cached in-process by `TokenCache`
 and `ProjectKeyCache`, so the common request makes no database query. Entries live up to TOKEN_CACHE_TTL /
 LLM_PROXY_API_KEY_CACHE_TTL, but changes reach them sooner: services call llmproxy.proxy.invalidation after
-commit, which clears them here and, with Redis configured, in every other web process. While that channel
-is down, entries are trusted for one second only (`Freshness`).
+commit, which clears them here, bumps the shared generation that every web process polls twice a second
+(generation.py) and, with Redis configured, publishes the change to the other processes at once. While the
+generation cannot be read, entries are trusted for one second only (`Freshness`).
 
 The check is split for the HTTP cache, which must not count a request it answers: `TokenCache.avalidate`
 (no counting) and `ProjectKeyCache.aguard` come before the cache lookup; `TokenCache.acount` only for
@@ -57,22 +58,32 @@ class CachedProject:
 
 
 class Freshness:
-    """How far the caches may trust their entries, shared by both caches and the invalidation listener.
+    """How far the caches may trust their entries, shared by both caches, the invalidation listener and the
+    generation watch (generation.py).
 
     `generation` is bumped by every invalidation: a database read that raced with one must not be cached.
-    `listening` is whether this process hears other processes' invalidations (its listener is subscribed).
+    `confirmed` is when the last successful read of the shared generation started: every change committed
+    before it has reached the caches. Entries live their full TTL while that read is under `TRUST_SECONDS`
+    old; otherwise (the generation unreadable: database or Redis down, or not yet read) one second at most.
+    `listening` is whether the Redis listener is subscribed (pub/sub, the fast path; trust does not need it).
     """
+
+    TRUST_SECONDS = 1.0
 
     def __init__(self) -> None:
         self.generation = 0
+        self.confirmed = float("-inf")  # time.monotonic() of the last successful generation read's start
         self.listening = False
 
     def bump(self) -> None:
         self.generation += 1
 
+    def confirm(self, started: float) -> None:
+        self.confirmed = max(self.confirmed, started)
+
     def trusted(self) -> bool:
-        """Whether entries can live their full TTL: no other process to hear from, or listening to them."""
-        return self.listening or not settings.REDIS_CONFIGURED
+        """Whether entries can live their full TTL: the shared generation was read less than a second ago."""
+        return time.monotonic() - self.confirmed < self.TRUST_SECONDS
 
     def fresh(self, loaded: float, ttl: float) -> bool:
         if not self.trusted():

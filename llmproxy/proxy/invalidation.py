@@ -2,11 +2,13 @@
 committed by any process reaches every web process within a second.
 
 Services call `token_changed` / `project_changed` after a change commits. This process's caches are
-cleared at once; with Redis configured (settings.REDIS_CONFIGURED) the change is also published on a
-pub/sub channel that the `InvalidationListener` of every web process follows, so all of them clear within
-a second. Redis being down never breaks serving: publishing failures are logged, and while a process's
-listener is disconnected its cache entries are trusted for one second only (auth.Freshness), then fully
-cleared on reconnect since messages may have been missed.
+cleared at once, and the shared generation is bumped (generation.py: a database row, and a Redis key with
+Redis configured) that every web process's `GenerationWatch` reads twice a second: that alone brings the
+change everywhere within a second, with or without Redis, even when a pub/sub message is lost. With Redis
+configured the change is also published on a pub/sub channel that the `InvalidationListener` of every web
+process follows: the fast path. Redis being down never breaks serving: publishing failures are logged, a
+listener clears everything when it reconnects, and while the generation cannot be read cached entries are
+trusted for one second only (auth.Freshness).
 """
 
 import asyncio
@@ -14,18 +16,16 @@ import json
 import logging
 from typing import Any
 
-import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-from llmproxy import redis as redis_clients
 from llmproxy.lifecycle import acancel
 
-from . import state
+from . import generation, state
 from .auth import Freshness, ProjectKeyCache, TokenCache
 
 logger = logging.getLogger(__name__)
-CHANNEL = "llm-proxy:invalidate"
+CHANNEL = generation.CHANNEL
 
 
 def token_changed(token_hash: str) -> None:
@@ -59,14 +59,8 @@ class InvalidationListener:
         return self._freshness.trusted()
 
     def publish(self, message: dict[str, str]) -> None:
-        if not settings.REDIS_CONFIGURED:
-            return
-        try:
-            redis_clients.client(settings.REDIS_URL, timeout=1.0, decode_responses=False).publish(
-                CHANNEL, json.dumps(message)
-            )
-        except redis.RedisError as exc:
-            logger.warning("cache invalidation not published (other web processes catch up within 1 s): %s", exc)
+        """Tell the other processes: bump the shared generation, and publish `message` with Redis."""
+        generation.announce(json.dumps(message).encode())
 
     async def astart(self) -> None:
         if settings.REDIS_CONFIGURED:
@@ -107,7 +101,6 @@ class InvalidationListener:
             except Exception as exc:
                 if self._freshness.listening:
                     logger.warning("cache invalidation listener lost Redis (%s); retrying", exc)
-                self._freshness.listening = False
             finally:
                 self._freshness.listening = False
                 await _close(pubsub, client)

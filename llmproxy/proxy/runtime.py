@@ -13,13 +13,14 @@ that modules import downward only:
     projects      ProjectKeyCache         projects' status and upstream keys (needs db)
     tokens        TokenCache              validated tokens (needs db, projects, usage)
     invalidation  InvalidationListener    clears both caches, here and in other processes (needs them)
+    watch         GenerationWatch         clears both caches when the shared generation moves (needs db, them)
 
 `astart()` runs on the serving event loop (ASGI lifespan, Daphne's reactor, or the first request, see
-application.py): the usage batcher's task, then the invalidation listener, then the hooks that other apps
-registered with llmproxy.lifecycle (the instrumentation event bus, the runtime metrics' loop). `astop()`
-runs the same in reverse: those hooks (the bus flushes its events), the listener, the usage batcher (its
-last flush, through the database thread), the cache backend, the upstream sessions, and last the database
-thread's connections.
+application.py): the usage batcher's task, then the generation watch, then the invalidation listener, then
+the hooks that other apps registered with llmproxy.lifecycle (the instrumentation event bus, the runtime
+metrics' loop). `astop()` runs the same in reverse: those hooks (the bus flushes its events), the listener,
+the watch, the usage batcher (its last flush, through the database thread), the cache backend, the upstream
+sessions, and last the database thread's connections.
 """
 
 import logging
@@ -30,6 +31,7 @@ from .auth import Freshness, ProjectKeyCache, TokenCache
 from .breaker import Breaker
 from .cache_backends import BackendHolder
 from .db import DbThread
+from .generation import GenerationWatch
 from .invalidation import InvalidationListener
 from .providers import ProviderConfig
 from .upstream import UpstreamClient
@@ -52,9 +54,11 @@ class ProxyRuntime:
         self.projects = ProjectKeyCache(self.db, self.freshness)
         self.tokens = TokenCache(self.db, self.projects, self.usage, self.freshness)
         self.invalidation = InvalidationListener(self.tokens, self.projects, self.freshness)
+        self.watch = GenerationWatch(self.db, self.tokens, self.projects, self.freshness)
 
     async def astart(self) -> None:
         await self.usage.astart()
+        await self.watch.astart()
         await self.invalidation.astart()
         await lifecycle.run_startup()
 
@@ -63,6 +67,7 @@ class ProxyRuntime:
         steps = (
             lifecycle.run_shutdown,
             self.invalidation.astop,
+            self.watch.astop,
             self.usage.astop,
             self.cache.aclose,
             self.upstream.aclose,

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -155,3 +156,52 @@ def test_revocation_reaches_another_web_process_within_a_second(
         message="process B to refuse the revoked token",
     )
     assert httpx.get(url_a + "/v1/models", headers=auth).status_code == 401
+
+
+def revoke_through(url: str, token_id) -> float:
+    """Revoke the token through this process's /manage; returns when the revocation was committed."""
+    revoked = httpx.delete(f"{url}/manage/tokens/{token_id}", headers={"Authorization": f"Bearer {MANAGEMENT_TOKEN}"})
+    assert revoked.status_code in (200, 204), revoked.text
+    return time.monotonic()
+
+
+def seconds_until_refused(url: str, auth: dict, since: float) -> float:
+    wait_until(
+        lambda: httpx.get(url + "/v1/models", headers=auth).status_code == 401,
+        timeout=3,
+        interval=0.02,
+        message="the other process to refuse the revoked token",
+    )
+    return time.monotonic() - since
+
+
+def test_revocation_reaches_another_web_process_within_a_second_without_redis(
+    transactional_db, tmp_path, fake_upstream, token_pair, servers
+):
+    database_url = shared_database_url(tmp_path)  # one PostgreSQL database, or one SQLite file
+    (a, url_a), (b, url_b) = (start_daphne(tmp_path, database_url, fake_upstream.url) for _ in range(2))
+    servers.extend([a, b])
+    auth = {"Authorization": f"Bearer {token_pair[1]}"}
+    for url in (url_a, url_b):  # both processes now hold the token in their caches
+        assert httpx.get(url + "/v1/models", headers=auth).status_code == 200
+    time.sleep(1.2)  # past the one second that entries are trusted before the first generation read
+    assert httpx.get(url_b + "/v1/models", headers=auth).status_code == 200
+
+    assert seconds_until_refused(url_b, auth, revoke_through(url_a, token_pair[0].id)) < 1.0
+
+
+def test_revocation_reaches_another_web_process_within_a_second_when_the_message_is_lost(
+    transactional_db, tmp_path, fake_upstream, token_pair, own_redis, servers
+):
+    database_url = shared_database_url(tmp_path)
+    redis_addr = own_redis.url.removeprefix("redis://").removesuffix("/0")
+    env = {"HTTP_CACHE_BACKEND": "redis", "HTTP_CACHE_ENABLED": "false", "REDIS_ADDR": redis_addr}
+    (a, url_a), (b, url_b) = (start_daphne(tmp_path, database_url, fake_upstream.url, **env) for _ in range(2))
+    servers.extend([a, b])
+    auth = {"Authorization": f"Bearer {token_pair[1]}"}
+    for url in (url_a, url_b):
+        assert httpx.get(url + "/v1/models", headers=auth).status_code == 200
+    # PUBLISH is refused from now on: the revocation's message is lost, the generation's INCR still works
+    own_redis.client().execute_command("ACL", "SETUSER", "default", "-publish")
+
+    assert seconds_until_refused(url_b, auth, revoke_through(url_a, token_pair[0].id)) < 1.0

@@ -8,10 +8,12 @@ from llmproxy.proxy.runtime import ProxyRuntime
 
 ORDER = [
     "usage.astart",
+    "watch.astart",
     "invalidation.astart",
     "other apps' start-up hooks",
     "other apps' shutdown hooks",
     "invalidation.astop",
+    "watch.astop",
     "usage.astop",
     "cache.aclose",
     "upstream.aclose",
@@ -28,7 +30,7 @@ def recording(runtime: ProxyRuntime, monkeypatch, calls: list[str], failing: str
 
         return record
 
-    for part in ("usage", "invalidation", "cache", "upstream", "db"):
+    for part in ("usage", "watch", "invalidation", "cache", "upstream", "db"):
         for method in ("astart", "astop", "aclose"):
             if hasattr(getattr(runtime, part), method):
                 monkeypatch.setattr(getattr(runtime, part), method, recorder(f"{part}.{method}"))
@@ -52,7 +54,7 @@ def test_a_part_that_fails_to_stop_does_not_keep_the_others_running(monkeypatch)
     runtime, calls = ProxyRuntime(), []
     recording(runtime, monkeypatch, calls, failing="usage.astop")
     asyncio.run(runtime.astop())
-    assert calls == ORDER[3:]
+    assert calls == ORDER[4:]
 
 
 def test_each_runtime_has_parts_of_its_own():

@@ -6,9 +6,10 @@ import time
 import httpx
 import pytest
 
+from llmproxy.proxy.generation import GENERATION_KEY, bump_database
 from llmproxy.proxy.state import runtime
 from projects.services import project_update
-from tests.proxy.conftest import database_queries
+from tests.proxy.conftest import database_down, database_queries
 from tests.support.waiting import wait_until
 from tokens.models import Token
 from tokens.services import token_revoke
@@ -19,7 +20,8 @@ def test_the_common_request_makes_no_database_query(http, auth):
     with database_queries() as queries:
         for _ in range(5):
             assert http.get("/v1/models", headers=auth).status_code == 200
-    assert queries == []
+    # only the generation watch's background read (twice a second, whatever the traffic) may run meanwhile
+    assert [sql for sql in queries if "proxy_invalidation_generation" not in sql] == []
 
 
 def test_revocation_in_this_process_takes_effect_at_once_under_concurrent_load(proxy_server, auth, token_pair):
@@ -56,6 +58,42 @@ def test_deactivating_a_project_or_changing_its_key_takes_effect_at_once(http, a
     assert http.get("/v1/models", headers=auth).status_code == 200
 
 
+# --- the shared generation: changes of other processes, without any message --------------------------
+
+
+def test_a_bumped_database_generation_clears_the_cache_within_a_second(http, auth, token_pair):
+    invalidation = runtime().invalidation
+    wait_until(invalidation.is_trusted, timeout=3, interval=0.05)
+    assert http.get("/v1/models", headers=auth).status_code == 200
+    Token.objects.filter(id=token_pair[0].id).update(is_active=False)  # another process's revocation...
+    assert http.get("/v1/models", headers=auth).status_code == 200  # ...not yet known here
+    bump_database()  # ...which it announces by bumping the generation row after its commit
+    bumped = time.monotonic()
+    wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 401, timeout=1, interval=0.02)
+    assert time.monotonic() - bumped < 1.0
+
+
+def test_cached_tokens_keep_their_ttl_while_the_generation_is_read(http, auth, token_pair, settings):
+    settings.TOKEN_CACHE_TTL = 2.5
+    wait_until(runtime().invalidation.is_trusted, timeout=3, interval=0.05)
+    assert http.get("/v1/models", headers=auth).status_code == 200
+    Token.objects.filter(id=token_pair[0].id).update(is_active=False)  # unannounced: only the TTL ends it
+    time.sleep(1.5)
+    assert http.get("/v1/models", headers=auth).status_code == 200  # trusted past 1 s, as before
+    wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 401, timeout=2, interval=0.05)
+
+
+def test_an_unreadable_generation_limits_trust_to_a_second(http, auth, token_pair):
+    wait_until(runtime().invalidation.is_trusted, timeout=3, interval=0.05)
+    assert http.get("/v1/models", headers=auth).status_code == 200
+    with database_down():
+        assert http.get("/v1/models", headers=auth).status_code == 200  # cached: serving goes on
+        # the watch cannot read the generation: the entry is no longer trusted for its 5 minutes
+        wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 503, timeout=2.5, interval=0.05)
+        assert not runtime().invalidation.is_trusted()
+    wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 200, timeout=2, interval=0.05)
+
+
 # --- Redis pub/sub, and Redis going away ---------------------------------------------------------------
 
 
@@ -86,3 +124,13 @@ def test_redis_going_away_never_breaks_serving_and_shortens_cache_trust(redis_in
     Token.objects.filter(id=token_pair[0].id).update(is_active=False)  # a change nobody could announce
     wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 401, timeout=1.5, interval=0.05)
     token_revoke(token=Token.objects.get(id=token_pair[0].id))  # publishing fails quietly
+
+
+def test_a_bumped_redis_generation_clears_the_cache_within_a_second(redis_invalidation, http, auth, token_pair):
+    wait_until(runtime().invalidation.is_trusted, timeout=3, interval=0.05)
+    assert http.get("/v1/models", headers=auth).status_code == 200
+    Token.objects.filter(id=token_pair[0].id).update(is_active=False)  # no database bump, no message
+    redis_invalidation.client().incr(GENERATION_KEY)
+    bumped = time.monotonic()
+    wait_until(lambda: http.get("/v1/models", headers=auth).status_code == 401, timeout=1, interval=0.02)
+    assert time.monotonic() - bumped < 1.0
